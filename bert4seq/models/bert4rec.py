@@ -1,0 +1,142 @@
+"""BERT4Rec: a sequence encoder with a tied Cloze (masked item) head."""
+
+import keras
+import keras_hub
+
+from bert4seq.models.encoder import SequenceEncoder
+
+
+@keras.saving.register_keras_serializable(package="bert4seq")
+class BERT4Rec(keras.Model):
+    """BERT4Rec (Sun et al., CIKM 2019) built from keras-hub layers.
+
+    The encoder is a `SequenceEncoder`; the head is a keras-hub
+    `MaskedLMHead` (dense, activation, layer norm, then the item embedding
+    transposed plus an output bias) that computes logits only at
+    `mask_positions`.
+
+    Inputs are a dict with `item_ids` (int32 `[batch, max_len]`, left-padded,
+    [MASK] = 1 where an item is hidden) and `mask_positions` (int32
+    `[batch, num_predictions]`). The output is logits of shape
+    `[batch, num_predictions, vocabulary_size]`.
+
+    Training minimises softmax cross-entropy over the whole vocabulary at
+    the masked positions, averaged over real predictions (slots whose sample
+    weight is 0 do not count).
+
+    Args:
+        vocabulary_size: int. Number of ids, reserved ids included.
+        max_len: int. Sequence length.
+        hidden_size, num_layers, num_heads, intermediate_size, dropout,
+        activation, layer_norm_epsilon, initializer_range: as in
+            `SequenceEncoder`. Defaults follow the BERT4Rec paper (hidden
+            64, 2 layers, 2 heads, GELU).
+
+    Example:
+
+    >>> model = BERT4Rec(vocabulary_size=1000, max_len=50)
+    >>> logits = model({
+    ...     "item_ids": keras.ops.ones((2, 50), dtype="int32"),
+    ...     "mask_positions": keras.ops.zeros((2, 5), dtype="int32"),
+    ... })
+    >>> logits.shape
+    (2, 5, 1000)
+    """
+
+    def __init__(
+        self,
+        vocabulary_size: int,
+        max_len: int,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        intermediate_size: int = None,
+        dropout: float = 0.1,
+        activation: str = "gelu",
+        layer_norm_epsilon: float = 1e-12,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.encoder = SequenceEncoder(
+            vocabulary_size=vocabulary_size,
+            max_len=max_len,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            intermediate_size=intermediate_size,
+            dropout=dropout,
+            activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon,
+            initializer_range=initializer_range,
+            name="encoder",
+        )
+        self.head = keras_hub.layers.MaskedLMHead(
+            vocabulary_size=vocabulary_size,
+            token_embedding=self.encoder.item_embedding,
+            intermediate_activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon,
+            kernel_initializer=keras.initializers.TruncatedNormal(
+                stddev=initializer_range
+            ),
+            name="cloze_head",
+        )
+        self.vocabulary_size = vocabulary_size
+        self.max_len = max_len
+
+    def build(self, input_shape=None):
+        item_shape = (None, self.max_len)
+        self.encoder.build(item_shape)
+        self.head.build((None, self.max_len, self.encoder.hidden_size))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        sequence = self.encoder(inputs["item_ids"], training=training)
+        return self.head(sequence, mask_positions=inputs["mask_positions"])
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        losses = keras.ops.sparse_categorical_crossentropy(
+            y, y_pred, from_logits=True
+        )
+        if sample_weight is None:
+            loss = keras.ops.mean(losses)
+        else:
+            weights = keras.ops.cast(sample_weight, losses.dtype)
+            # Average over real predictions, not over padded slots.
+            loss = keras.ops.sum(losses * weights) / keras.ops.maximum(
+                keras.ops.sum(weights), 1.0
+            )
+        return loss + sum(self.losses) if self.losses else loss
+
+    def next_item_logits(self, item_ids, training=False):
+        """Scores every id for the next item after each history.
+
+        Args:
+            item_ids: int32 tensor `[batch, max_len]`, left-padded, whose last
+                position is [MASK] (see `bert4seq.data.cloze.inference_inputs`).
+
+        Returns:
+            float tensor `[batch, vocabulary_size]`. The reserved ids get
+            logits too; callers exclude them before ranking.
+        """
+        batch_size = keras.ops.shape(item_ids)[0]
+        mask_positions = keras.ops.full((batch_size, 1), self.max_len - 1, "int32")
+        logits = self(
+            {"item_ids": item_ids, "mask_positions": mask_positions},
+            training=training,
+        )
+        return logits[:, 0, :]
+
+    def sequence_embedding(self, item_ids):
+        """Returns the encoder output at the last position: `[batch, hidden]`."""
+        return self.encoder(item_ids, training=False)[:, -1, :]
+
+    def get_config(self):
+        config = super().get_config()
+        encoder_config = self.encoder.get_config()
+        for key in ("name", "trainable", "dtype"):
+            encoder_config.pop(key, None)
+        config.update(encoder_config)
+        return config

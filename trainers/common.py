@@ -1,0 +1,163 @@
+"""Steps shared by the trainer programs: presets, data, strategy, reports."""
+
+import dataclasses
+import json
+import os
+
+from absl import logging
+
+from bert4seq.data.prepare import PrepareConfig, PreparedData, prepare
+from bert4seq.data.readers import ColumnNames, read_interactions
+
+DATA_SUBDIR = "data"
+
+# Named recipes. A flag given on the command line overrides the preset.
+PRESETS = {
+    # BERT4Rec paper settings for Amazon Beauty (max_len 50, mask 0.6,
+    # hidden dropout 0.5 as in the authors' configuration).
+    "beauty": {
+        "max_len": 50,
+        "mask_prob": 0.6,
+        "max_predictions": 30,
+        "dropout": 0.5,
+        "min_user_interactions": 5,
+    },
+    # BERT4Rec paper settings for MovieLens (max_len 200, mask 0.2).
+    "movielens": {
+        "max_len": 200,
+        "mask_prob": 0.2,
+        "max_predictions": 40,
+        "dropout": 0.1,
+        "min_user_interactions": 5,
+    },
+}
+
+
+def apply_preset(flag_values) -> None:
+    """Sets the preset's values on flags not given on the command line."""
+    if not flag_values.preset:
+        return
+    for name, value in PRESETS[flag_values.preset].items():
+        if not flag_values[name].present:
+            flag_values[name].value = value
+    logging.info("Preset %r: %s", flag_values.preset, PRESETS[flag_values.preset])
+
+
+def default_max_len(data_format: str) -> int:
+    """The BERT4Rec paper's sequence length: 200 for MovieLens, else 50."""
+    return 200 if data_format in ("ml-100k", "ml-1m") else 50
+
+
+def write_json(path: str, value) -> None:
+    """Writes JSON atomically."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(temporary, path)
+
+
+def prepare_data(flag_values) -> PreparedData:
+    """Reads and prepares --data, or reloads what an earlier run prepared.
+
+    The prepared data is stored under `<model_dir>/data` so that a resumed
+    run, evaluation and export use the same item ids as training.
+    """
+    source = os.path.abspath(flag_values.data)
+    directory = os.path.join(flag_values.model_dir, DATA_SUBDIR)
+    if os.path.exists(os.path.join(directory, "sequences.npz")):
+        data = PreparedData.load(directory)
+        if data.report.get("source") != source:
+            raise ValueError(
+                f"{flag_values.model_dir!r} already holds data prepared from "
+                f"{data.report.get('source')!r}, not {source!r}. Use a new "
+                "--model_dir."
+            )
+        logging.info("Reusing the data prepared in %s.", directory)
+        return data
+
+    frame, read_report = read_interactions(
+        flag_values.data,
+        format=flag_values.format,
+        columns=ColumnNames(
+            user=flag_values.user_col,
+            item=flag_values.item_col,
+            timestamp=flag_values.time_col,
+            rating=flag_values.rating_col,
+        ),
+        delimiter=flag_values.delimiter,
+        strict=flag_values.strict,
+    )
+    logging.info("%s", read_report.summary())
+    data = prepare(
+        frame,
+        PrepareConfig(
+            min_user_interactions=flag_values.min_user_interactions,
+            min_item_interactions=flag_values.min_item_interactions,
+            min_rating=flag_values.min_rating,
+        ),
+    )
+    data.report.update(
+        {
+            "source": source,
+            "format": read_report.format,
+            "rows_malformed": read_report.rows_malformed,
+            "malformed_examples": read_report.malformed_examples,
+        }
+    )
+    data.save(directory)
+    logging.info(
+        "Prepared %d users, %d items, %d interactions (%d users evaluated).",
+        data.report["users"],
+        data.report["items"],
+        data.report["interactions"],
+        data.report["users_evaluated"],
+    )
+    return data
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def run_config(flag_values, model_config, train_config) -> dict:
+    return {
+        "data": os.path.abspath(flag_values.data),
+        "format": flag_values.format,
+        "preset": flag_values.preset,
+        "model": dataclasses.asdict(model_config),
+        "train": dataclasses.asdict(train_config),
+    }
+
+
+def evaluate_and_report(model, data: PreparedData, flag_values) -> dict:
+    """Evaluates on the test split, logs and prints the table, returns metrics."""
+    from bert4seq.evaluation.evaluate import evaluate, format_table
+
+    results = evaluate(
+        model,
+        data.test_split(),
+        item_counts=data.item_counts(),
+        exclude_history=flag_values.exclude_history,
+        num_negatives=flag_values.num_negatives,
+        negative_strategy=flag_values.negative_sampling,
+        seed=flag_values.eval_seed,
+    )
+    table = format_table(
+        results,
+        title=(
+            f"Test metrics ({len(data.test_split())} users, leave-one-out; "
+            "'sampled' rows rank the target among sampled negatives only)"
+        ),
+    )
+    for line in table.splitlines():
+        logging.info("%s", line)
+    print(table, flush=True)
+    return {"test": results}

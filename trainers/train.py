@@ -1,0 +1,209 @@
+r"""Trains BERT4Rec on an interaction log, evaluates it and exports it.
+
+One command does the whole job: read and prepare the log, train with the
+Cloze task, evaluate on the held-out last items (full ranking and the
+BERT4Rec paper's 100 popularity-sampled negatives), write `metrics.json`,
+and export a TF Serving version directory.
+
+Example:
+
+  bert4seq-train --data=../shared/datasets/ml-100k/u.data \
+      --model_dir=runs/ml-100k --export_dir=runs/ml-100k/export \
+      --epochs=20
+
+Rerunning the same command after an interruption resumes from the last
+epoch checkpoint in --model_dir.
+"""
+
+import json
+import os
+import time
+
+from absl import app, flags, logging
+
+from bert4seq.config import ModelConfig, TrainConfig
+from trainers import common
+
+FLAGS = flags.FLAGS
+
+# Data.
+flags.DEFINE_string("data", None, "Interaction log to train on.")
+flags.DEFINE_enum(
+    "format",
+    "auto",
+    ["auto", "sequence", "ml-100k", "ml-1m", "csv", "tsv", "parquet"],
+    "Log format; 'auto' detects it from the file name and first lines.",
+)
+flags.DEFINE_string("user_col", "user_id", "User id column (csv, tsv, parquet).")
+flags.DEFINE_string("item_col", "item_id", "Item id column (csv, tsv, parquet).")
+flags.DEFINE_string(
+    "time_col",
+    "timestamp",
+    "Timestamp column (csv, tsv, parquet): numbers or dates. Without it, "
+    "file order is time order.",
+)
+flags.DEFINE_string("rating_col", None, "Rating column (csv, tsv, parquet).")
+flags.DEFINE_string("delimiter", None, "Field separator for csv and tsv.")
+flags.DEFINE_bool("strict", False, "Fail on the first malformed row.")
+flags.DEFINE_integer(
+    "min_user_interactions", 5, "Drop users with fewer events (0 keeps all)."
+)
+flags.DEFINE_integer(
+    "min_item_interactions", 0, "Drop items with fewer events (0 keeps all)."
+)
+flags.DEFINE_float("min_rating", None, "Keep only events rated at least this.")
+
+# Outputs.
+flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs, metrics.")
+flags.DEFINE_string(
+    "export_dir",
+    None,
+    "TF Serving model base path; a new version directory is written there. "
+    "Unset skips the export.",
+)
+flags.DEFINE_integer("top_k", 100, "Recommendations returned per exported request.")
+
+# Recipe.
+flags.DEFINE_enum(
+    "preset",
+    None,
+    sorted(common.PRESETS),
+    "Named recipe; flags given on the command line override its values.",
+)
+
+# Model.
+flags.DEFINE_integer(
+    "max_len",
+    None,
+    "Sequence length in items; unset uses 200 for MovieLens logs and 50 "
+    "otherwise, as in the BERT4Rec paper.",
+)
+flags.DEFINE_integer("hidden_size", 64, "Embedding and hidden width.")
+flags.DEFINE_integer("num_layers", 2, "Transformer blocks.")
+flags.DEFINE_integer("num_heads", 2, "Attention heads.")
+flags.DEFINE_float("dropout", 0.1, "Dropout rate in embeddings and blocks.")
+
+# Training.
+flags.DEFINE_integer("epochs", 20, "Maximum epochs (passes over the windows).")
+flags.DEFINE_integer("batch_size", 256, "Windows per step, across all replicas.")
+flags.DEFINE_float("learning_rate", 1e-3, "Peak AdamW learning rate.")
+flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
+flags.DEFINE_float("warmup_ratio", 0.05, "Share of all steps used for warmup.")
+flags.DEFINE_float("mask_prob", 0.2, "Probability that an item is masked.")
+flags.DEFINE_integer("max_predictions", 20, "Cap on masked items per window.")
+flags.DEFINE_float(
+    "last_item_prob", 0.1, "Share of windows that mask only the last item."
+)
+flags.DEFINE_integer("seed", 0, "Seed for initialization, shuffling and masking.")
+flags.DEFINE_integer("eval_every", 1, "Validate every this many epochs.")
+flags.DEFINE_integer(
+    "patience", 5, "Validations without improvement before stopping (0: never)."
+)
+flags.DEFINE_float(
+    "time_budget_minutes",
+    None,
+    "Stop after the first epoch that ends past this many minutes.",
+)
+flags.DEFINE_integer(
+    "validation_users", None, "Validate on a random subset of this many users."
+)
+flags.DEFINE_bool("jit_compile", True, "Compile the training step with XLA.")
+flags.DEFINE_enum(
+    "strategy",
+    "default",
+    ["default", "mirrored", "multi_worker_mirrored"],
+    "tf.distribute strategy; multi_worker_mirrored reads TF_CONFIG.",
+)
+
+# Evaluation.
+flags.DEFINE_bool(
+    "exclude_history",
+    True,
+    "Full ranking: never count items already in the user's history.",
+)
+flags.DEFINE_integer(
+    "num_negatives", 100, "Sampled protocol: negatives per user (0 skips it)."
+)
+flags.DEFINE_enum(
+    "negative_sampling", "popularity", ["popularity", "uniform"],
+    "Sampled protocol: how negatives are drawn.",
+)
+flags.DEFINE_integer("eval_seed", 12345, "Seed for the sampled negatives.")
+
+flags.mark_flags_as_required(["data", "model_dir"])
+
+
+def main(argv):
+    del argv
+    start_time = time.monotonic()
+    common.apply_preset(FLAGS)
+
+    data = common.prepare_data(FLAGS)
+    model_config = ModelConfig(
+        max_len=FLAGS.max_len or common.default_max_len(data.report["format"]),
+        hidden_size=FLAGS.hidden_size,
+        num_layers=FLAGS.num_layers,
+        num_heads=FLAGS.num_heads,
+        dropout=FLAGS.dropout,
+    )
+    train_config = TrainConfig(
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        weight_decay=FLAGS.weight_decay,
+        warmup_ratio=FLAGS.warmup_ratio,
+        mask_prob=FLAGS.mask_prob,
+        max_predictions=FLAGS.max_predictions,
+        last_item_prob=FLAGS.last_item_prob,
+        seed=FLAGS.seed,
+        eval_every=FLAGS.eval_every,
+        patience=FLAGS.patience,
+        jit_compile=FLAGS.jit_compile,
+        time_budget_seconds=(
+            FLAGS.time_budget_minutes * 60 if FLAGS.time_budget_minutes else None
+        ),
+        validation_users=FLAGS.validation_users,
+    )
+    common.write_json(
+        os.path.join(FLAGS.model_dir, "config.json"),
+        common.run_config(FLAGS, model_config, train_config),
+    )
+
+    from bert4seq.training.trainer import train
+
+    model = train(
+        data,
+        model_config,
+        train_config,
+        FLAGS.model_dir,
+        strategy=common.make_strategy(FLAGS.strategy),
+        start_time=start_time,
+    )
+    logging.info("Training finished after %.0f s.", time.monotonic() - start_time)
+
+    metrics = common.evaluate_and_report(model, data, FLAGS)
+    metrics["train_seconds"] = round(time.monotonic() - start_time, 1)
+    common.write_json(os.path.join(FLAGS.model_dir, "metrics.json"), metrics)
+
+    if FLAGS.export_dir:
+        from bert4seq.export.saved_model import export_saved_model
+
+        with open(os.path.join(FLAGS.model_dir, "config.json")) as f:
+            config = json.load(f)
+        path = export_saved_model(
+            model,
+            data.vocabulary,
+            FLAGS.export_dir,
+            top_k=min(FLAGS.top_k, data.vocabulary.num_items),
+            config=config,
+            metrics=metrics,
+        )
+        logging.info("Exported the model to %s.", path)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
