@@ -52,6 +52,12 @@ class TrainConfig:
             wall time, counted from the start of training; None disables.
         validation_users: Validate on a fixed random subset of this many
             users (faster); None uses all.
+        objective: "softmax" (full softmax over every item, as in the
+            BERT4Rec paper) or "sampled_softmax" (shared sampled negatives
+            with log-Q correction; much faster on large catalogs).
+        sampled_negatives: Negatives per step for "sampled_softmax".
+        sampling_power: Negatives are drawn proportionally to
+            (item count + 1) ** sampling_power; 0 is uniform.
     """
 
     epochs: int = 20
@@ -70,3 +76,13 @@ class TrainConfig:
     jit_compile: bool = True
     time_budget_seconds: Optional[float] = None
     validation_users: Optional[int] = None
+    objective: str = "softmax"
+    sampled_negatives: int = 1024
+    sampling_power: float = 0.5
+
+    def __post_init__(self):
+        if self.objective not in ("softmax", "sampled_softmax"):
+            raise ValueError(
+                f"Unknown objective {self.objective!r}; expected 'softmax' or "
+                "'sampled_softmax'."
+            )

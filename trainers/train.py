@@ -94,6 +94,22 @@ flags.DEFINE_integer("max_predictions", 20, "Cap on masked items per window.")
 flags.DEFINE_float(
     "last_item_prob", 0.1, "Share of windows that mask only the last item."
 )
+flags.DEFINE_enum(
+    "objective",
+    "softmax",
+    ["softmax", "sampled_softmax"],
+    "Training loss: full softmax over all items (the paper's), or sampled "
+    "softmax with shared negatives and log-Q correction (faster).",
+)
+flags.DEFINE_integer(
+    "sampled_negatives", 1024, "Negatives per step for --objective=sampled_softmax."
+)
+flags.DEFINE_float(
+    "sampling_power",
+    0.5,
+    "Negatives are drawn proportionally to (count + 1) ** sampling_power; 0 "
+    "is uniform.",
+)
 flags.DEFINE_integer("seed", 0, "Seed for initialization, shuffling and masking.")
 flags.DEFINE_integer("eval_every", 1, "Validate every this many epochs.")
 flags.DEFINE_integer(
@@ -163,6 +179,9 @@ def main(argv):
             FLAGS.time_budget_minutes * 60 if FLAGS.time_budget_minutes else None
         ),
         validation_users=FLAGS.validation_users,
+        objective=FLAGS.objective,
+        sampled_negatives=FLAGS.sampled_negatives,
+        sampling_power=FLAGS.sampling_power,
     )
     common.write_json(
         os.path.join(FLAGS.model_dir, "config.json"),

@@ -1,8 +1,9 @@
 """BERT4Rec: a sequence encoder with a tied Cloze (masked item) head."""
 
 import keras
-import keras_hub
 
+from bert4seq.losses.softmax import masked_softmax_cross_entropy
+from bert4seq.models.cloze_head import ClozeHead
 from bert4seq.models.encoder import SequenceEncoder
 
 
@@ -10,9 +11,9 @@ from bert4seq.models.encoder import SequenceEncoder
 class BERT4Rec(keras.Model):
     """BERT4Rec (Sun et al., CIKM 2019) built from keras-hub layers.
 
-    The encoder is a `SequenceEncoder`; the head is a keras-hub
-    `MaskedLMHead` (dense, activation, layer norm, then the item embedding
-    transposed plus an output bias) that computes logits only at
+    The encoder is a `SequenceEncoder`; the head is a `ClozeHead`, which is
+    keras-hub's `MaskedLMHead` (dense, activation, layer norm, then the item
+    embedding transposed plus an output bias) and computes logits only at
     `mask_positions`.
 
     Inputs are a dict with `item_ids` (int32 `[batch, max_len]`, left-padded,
@@ -22,7 +23,7 @@ class BERT4Rec(keras.Model):
 
     Training minimises softmax cross-entropy over the whole vocabulary at
     the masked positions, averaged over real predictions (slots whose sample
-    weight is 0 do not count).
+    weight is 0 do not count). `set_objective` swaps in a sampled softmax.
 
     Args:
         vocabulary_size: int. Number of ids, reserved ids included.
@@ -71,7 +72,7 @@ class BERT4Rec(keras.Model):
             initializer_range=initializer_range,
             name="encoder",
         )
-        self.head = keras_hub.layers.MaskedLMHead(
+        self.head = ClozeHead(
             vocabulary_size=vocabulary_size,
             token_embedding=self.encoder.item_embedding,
             intermediate_activation=activation,
@@ -83,6 +84,15 @@ class BERT4Rec(keras.Model):
         )
         self.vocabulary_size = vocabulary_size
         self.max_len = max_len
+        self.objective = None
+
+    def set_objective(self, objective):
+        """Sets the training objective; None is the full softmax.
+
+        The objective is a callable like `bert4seq.losses.SampledSoftmax`.
+        It is not saved with the model: it matters only for training.
+        """
+        self.objective = objective
 
     def build(self, input_shape=None):
         item_shape = (None, self.max_len)
@@ -92,22 +102,26 @@ class BERT4Rec(keras.Model):
 
     def call(self, inputs, training=None):
         sequence = self.encoder(inputs["item_ids"], training=training)
+        if training and self.objective is not None:
+            # NOTE: with a sampled objective, training calls return the
+            # transformed states, not logits: the objective scores only its
+            # candidates. Inference calls always return logits.
+            return self.head.transform(sequence, inputs["mask_positions"])
         return self.head(sequence, mask_positions=inputs["mask_positions"])
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        losses = keras.ops.sparse_categorical_crossentropy(
-            y, y_pred, from_logits=True
-        )
-        if sample_weight is None:
-            loss = keras.ops.mean(losses)
-        else:
-            weights = keras.ops.cast(sample_weight, losses.dtype)
-            # Average over real predictions, not over padded slots.
-            loss = keras.ops.sum(losses * weights) / keras.ops.maximum(
-                keras.ops.sum(weights), 1.0
+        if training and self.objective is not None:
+            loss = self.objective(
+                y_pred,
+                y,
+                sample_weight,
+                self.encoder.item_embedding.embeddings,
+                self.head.output_bias,
             )
+        else:
+            loss = masked_softmax_cross_entropy(y, y_pred, sample_weight)
         return loss + sum(self.losses) if self.losses else loss
 
     def next_item_logits(self, item_ids, training=False):

@@ -12,6 +12,7 @@ import tensorflow as tf
 from bert4seq.config import ModelConfig, TrainConfig
 from bert4seq.data.cloze import ClozeConfig, make_cloze_dataset, make_windows
 from bert4seq.data.prepare import PreparedData, Split
+from bert4seq.losses.sampled_softmax import SampledSoftmax, popularity_distribution
 from bert4seq.models.bert4rec import BERT4Rec
 from bert4seq.training.callbacks import TimeBudget, ValidationCallback
 from bert4seq.training.schedules import WarmupLinearDecay
@@ -108,6 +109,15 @@ def train(
 
     with strategy.scope():
         model = build_model(data.vocabulary.size, model_config)
+        if train_config.objective == "sampled_softmax":
+            model.set_objective(
+                SampledSoftmax(
+                    popularity_distribution(
+                        data.item_counts(), train_config.sampling_power
+                    ),
+                    train_config.sampled_negatives,
+                )
+            )
         schedule = WarmupLinearDecay(
             train_config.learning_rate,
             warmup_steps=int(train_config.warmup_ratio * total_steps),
