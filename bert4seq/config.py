@@ -6,7 +6,7 @@ from typing import Optional
 
 @dataclasses.dataclass
 class ModelConfig:
-    """BERT4Rec architecture. Defaults follow the BERT4Rec paper.
+    """BERT4Rec architecture. Defaults follow Sun et al., "BERT4Rec" (CIKM 2019).
 
     Attributes:
         max_len: Sequence length in items (50 for Beauty, 200 for MovieLens
@@ -43,7 +43,13 @@ class TrainConfig:
         last_item_prob: Share of windows that mask only the last item.
         sliding_step: Items between windows over long histories; None
             uses max_len // 2.
+        all_prefixes: Train on a window ending at every item of each
+            history (many more windows per epoch) instead of sliding
+            windows.
         seed: Seed for initialization, shuffling and masking.
+        steps_per_epoch: Optimizer steps per epoch; None is one pass over
+            the windows. Set it to validate and checkpoint at a fixed step
+            interval when one pass is long.
         eval_every: Validate every this many epochs.
         patience: Stop after this many validations without a better
             validation NDCG@10; 0 disables early stopping.
@@ -70,7 +76,9 @@ class TrainConfig:
     max_predictions: int = 20
     last_item_prob: float = 0.1
     sliding_step: Optional[int] = None
+    all_prefixes: bool = False
     seed: int = 0
+    steps_per_epoch: Optional[int] = None
     eval_every: int = 1
     patience: int = 5
     jit_compile: bool = True

@@ -60,13 +60,13 @@ for attempt in $(seq 1 60); do
     break
   fi
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "bert4seq-serve exited before answering; see its log above." >&2
+    echo "bert4seq-serve exited before it returned a recommendation; see its log above." >&2
     exit 1
   fi
   sleep 1
 done
 echo "== Top 10 recommendations over gRPC (item id, score)"
 cat "$RUN_DIR/recommendations.tsv"
-[[ -s "$RUN_DIR/recommendations.tsv" ]] || { echo "No answer from the server." >&2; exit 1; }
+[[ -s "$RUN_DIR/recommendations.tsv" ]] || { echo "The server returned no recommendations." >&2; exit 1; }
 
 echo "== Metrics: $RUN_DIR/metrics.json; SavedModel: $EXPORT_DIR"

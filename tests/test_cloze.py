@@ -109,3 +109,14 @@ def test_invalid_config_is_rejected():
         ClozeConfig(mask_prob=0.0)
     with pytest.raises(ValueError, match="shape"):
         make_cloze_dataset(np.zeros((4, 7), np.int32), ClozeConfig(max_len=8))
+
+
+def test_all_prefixes_gives_one_window_per_prefix():
+    sequence = np.arange(NUM_RESERVED, NUM_RESERVED + 6, dtype=np.int32)
+    windows = make_windows([sequence, sequence[:1]], max_len=4, all_prefixes=True)
+    # Prefixes ending at items 2..6 of the first history, then the lone item.
+    assert windows.shape == (6, 4)
+    assert windows[0].tolist() == [PAD_ID, PAD_ID] + sequence[:2].tolist()
+    assert windows[4].tolist() == sequence[2:6].tolist()
+    assert windows[5].tolist() == [PAD_ID] * 3 + sequence[:1].tolist()
+    assert [w[-1] for w in windows[:5]] == sequence[1:].tolist()

@@ -108,6 +108,24 @@ def test_export_layout(trained):
     assert config["model"]["max_len"] == 50
 
 
+def test_export_uses_only_standard_ops(trained):
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(trained["export_dir"], "1", "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    graph = saved_model.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops.update(node.op for node in function.node_def)
+        assert "_XlaMustCompile" not in function.attr, function.signature.name
+    function_names = {function.signature.name for function in graph.library.function}
+    unknown = {op for op in ops - function_names if op_def_registry.get(op) is None}
+    assert not unknown
+    assert not {op for op in ops if op.startswith("Xla")}
+
+
 def test_saved_model_equals_in_process_model(trained, reference):
     data, model = reference
     loaded = tf.saved_model.load(os.path.join(trained["export_dir"], "1"))
@@ -241,3 +259,33 @@ def test_recommend_command_prints_k_lines(server, reference):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == in_process_top_k(model, data, history, 5)[0]
+
+
+def test_killed_training_resumes_from_last_epoch(tmp_path):
+    model_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "trainers.train",
+        f"--data={ML_100K}",
+        f"--model_dir={model_dir}",
+        "--epochs=3",
+        "--max_len=50",
+        "--batch_size=64",
+        "--num_negatives=0",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backup = model_dir / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 600
+    while not backup.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    assert backup.exists(), "no checkpoint was written before the kill"
+
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(model_dir / "validation_log.csv") as f:
+        epochs = [int(line.split(",")[0]) for line in f.read().splitlines()[1:]]
+    # Epoch 1 ran once, before the kill; the rerun went on from there.
+    assert epochs.count(1) == 1
+    assert epochs[-1] == 3
+    assert (model_dir / "model.keras").exists()

@@ -44,7 +44,7 @@ def apply_preset(flag_values) -> None:
 
 
 def default_max_len(data_format: str) -> int:
-    """The BERT4Rec paper's sequence length: 200 for MovieLens, else 50."""
+    """Returns the sequence length of BERT4Rec (Sun et al., 2019): 200 for MovieLens, else 50."""
     return 200 if data_format in ("ml-100k", "ml-1m") else 50
 
 
@@ -70,7 +70,7 @@ def prepare_data(flag_values) -> PreparedData:
         data = PreparedData.load(directory)
         if data.report.get("source") != source:
             raise ValueError(
-                f"{flag_values.model_dir!r} already holds data prepared from "
+                f"{flag_values.model_dir!r} already contains data prepared from "
                 f"{data.report.get('source')!r}, not {source!r}. Use a new "
                 "--model_dir."
             )

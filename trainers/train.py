@@ -110,7 +110,18 @@ flags.DEFINE_float(
     "Negatives are drawn proportionally to (count + 1) ** sampling_power; 0 "
     "is uniform.",
 )
+flags.DEFINE_bool(
+    "all_prefixes",
+    False,
+    "Train on a window ending at every item of each history instead of "
+    "sliding windows (more windows per epoch, each like an inference request).",
+)
 flags.DEFINE_integer("seed", 0, "Seed for initialization, shuffling and masking.")
+flags.DEFINE_integer(
+    "steps_per_epoch",
+    None,
+    "Optimizer steps per epoch; unset is one pass over the windows.",
+)
 flags.DEFINE_integer("eval_every", 1, "Validate every this many epochs.")
 flags.DEFINE_integer(
     "patience", 5, "Validations without improvement before stopping (0: never)."
@@ -171,7 +182,9 @@ def main(argv):
         mask_prob=FLAGS.mask_prob,
         max_predictions=FLAGS.max_predictions,
         last_item_prob=FLAGS.last_item_prob,
+        all_prefixes=FLAGS.all_prefixes,
         seed=FLAGS.seed,
+        steps_per_epoch=FLAGS.steps_per_epoch,
         eval_every=FLAGS.eval_every,
         patience=FLAGS.patience,
         jit_compile=FLAGS.jit_compile,

@@ -30,6 +30,9 @@ class ClozeConfig:
             masked, which is what the model sees at inference.
         sliding_step: Step in items between windows over a history longer
             than `max_len`; None uses `max_len // 2`.
+        all_prefixes: Cut a window ending at every item of a history (from
+            its second item on) instead of sliding windows. Many more
+            windows, each shaped like an inference request.
         batch_size: Windows per batch.
         seed: Seed for shuffling and masking.
     """
@@ -39,6 +42,7 @@ class ClozeConfig:
     max_predictions: int = 20
     last_item_prob: float = 0.1
     sliding_step: Optional[int] = None
+    all_prefixes: bool = False
     batch_size: int = 256
     seed: int = 0
 
@@ -102,19 +106,25 @@ def inference_inputs(histories: Sequence[np.ndarray], max_len: int) -> np.ndarra
 
 
 def make_windows(
-    sequences: Sequence[np.ndarray], max_len: int, step: Optional[int] = None
+    sequences: Sequence[np.ndarray],
+    max_len: int,
+    step: Optional[int] = None,
+    all_prefixes: bool = False,
 ) -> np.ndarray:
     """Cuts histories into left-padded windows of `max_len` items.
 
     A history of at most `max_len` items gives one window. A longer one
     gives windows ending at its last item and then every `step` items
     earlier, down to the window that starts at its first item, so every item
-    is inside at least one window.
+    is inside at least one window. With `all_prefixes`, a history of n items
+    gives n - 1 windows instead, ending at its 2nd, 3rd, ..., n-th item
+    (a one-item history gives one window).
 
     Args:
         sequences: sequence of int32 arrays. Item ids in time order.
         max_len: int. Window length.
         step: int. Distance between window ends; None uses `max_len // 2`.
+        all_prefixes: bool. One window per prefix, as described above.
 
     Returns:
         int32 array of shape `[num_windows, max_len]`. Empty histories give
@@ -125,6 +135,10 @@ def make_windows(
     for sequence in sequences:
         length = len(sequence)
         if length == 0:
+            continue
+        if all_prefixes:
+            for end in range(min(2, length), length + 1):
+                windows.append(sequence[max(0, end - max_len):end])
             continue
         if length <= max_len:
             windows.append(sequence)

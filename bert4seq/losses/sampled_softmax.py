@@ -24,8 +24,8 @@ class SampledSoftmax:
     the row's positive is masked out.
 
     NOTE: keras-rs 0.4.0 `RemoveAccidentalHits` adds a tiny positive number
-    instead of a large negative one and so leaves accidental hits in place;
-    this class masks them itself.
+    instead of a large negative one, so accidental hits stay in place. This
+    class masks them itself.
 
     Args:
         sampling_probabilities: float array `[vocabulary_size]`; reserved ids

@@ -44,6 +44,7 @@ def cloze_config(model_config: ModelConfig, train_config: TrainConfig) -> ClozeC
         max_predictions=train_config.max_predictions,
         last_item_prob=train_config.last_item_prob,
         sliding_step=train_config.sliding_step,
+        all_prefixes=train_config.all_prefixes,
         batch_size=train_config.batch_size,
         seed=train_config.seed,
     )
@@ -95,9 +96,15 @@ def train(
     os.makedirs(model_dir, exist_ok=True)
 
     cloze = cloze_config(model_config, train_config)
-    windows = make_windows(data.train_sequences(), cloze.max_len, cloze.sliding_step)
-    dataset = make_cloze_dataset(windows, cloze)
-    steps_per_epoch = max(1, len(windows) // cloze.batch_size)
+    windows = make_windows(
+        data.train_sequences(), cloze.max_len, cloze.sliding_step, cloze.all_prefixes
+    )
+    if train_config.steps_per_epoch:
+        steps_per_epoch = train_config.steps_per_epoch
+        dataset = make_cloze_dataset(windows, cloze, repeat=True)
+    else:
+        steps_per_epoch = max(1, len(windows) // cloze.batch_size)
+        dataset = make_cloze_dataset(windows, cloze)
     total_steps = steps_per_epoch * train_config.epochs
     logger.info(
         "Training on %d windows of %d items: %d steps per epoch, at most %d epochs.",
@@ -151,6 +158,7 @@ def train(
     model.fit(
         dataset,
         epochs=train_config.epochs,
+        steps_per_epoch=train_config.steps_per_epoch,
         callbacks=callbacks,
         verbose=verbose,
     )
