@@ -11,7 +11,7 @@ BIN="$VENV/bin"
 
 case "$DATASET" in
   ml-100k) DATA="$DATA_ROOT/ml-100k/u.data"; PRESET=movielens; EPOCHS=${EPOCHS:-30} ;;
-  beauty)  DATA="$DATA_ROOT/beauty/beauty.txt"; PRESET=beauty; EPOCHS=${EPOCHS:-10} ;;
+  beauty)  DATA="$DATA_ROOT/beauty/beauty.txt"; PRESET=beauty; EPOCHS=${EPOCHS:-5} ;;
   *)       DATA="$DATASET"; PRESET=""; EPOCHS=${EPOCHS:-20} ;;
 esac
 if [[ ! -f "$DATA" ]]; then

@@ -59,6 +59,20 @@ class Split:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def subsample(self, size: Optional[int], seed: int = 0) -> "Split":
+        """Returns a fixed random subset of `size` users, in their order.
+
+        None, or a size of at least `len(self)`, returns the split itself.
+        """
+        if size is None or size >= len(self):
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(len(self), size, replace=False))
+        return Split(
+            user_ids=self.user_ids[rows],
+            histories=[self.histories[row] for row in rows],
+            targets=self.targets[rows],
+        )
+
 
 class PreparedData:
     """Per-user item sequences in time order, with their vocabulary.

@@ -6,12 +6,11 @@ import time
 from typing import Optional
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from bert4seq.config import ModelConfig, TrainConfig
 from bert4seq.data.cloze import ClozeConfig, make_cloze_dataset, make_windows
-from bert4seq.data.prepare import PreparedData, Split
+from bert4seq.data.prepare import PreparedData
 from bert4seq.losses.sampled_softmax import SampledSoftmax, popularity_distribution
 from bert4seq.models.bert4rec import BERT4Rec
 from bert4seq.training.callbacks import TimeBudget, ValidationCallback
@@ -47,17 +46,6 @@ def cloze_config(model_config: ModelConfig, train_config: TrainConfig) -> ClozeC
         all_prefixes=train_config.all_prefixes,
         batch_size=train_config.batch_size,
         seed=train_config.seed,
-    )
-
-
-def _subsample(split: Split, size: Optional[int], seed: int) -> Split:
-    if size is None or size >= len(split):
-        return split
-    rows = np.sort(np.random.default_rng(seed).choice(len(split), size, replace=False))
-    return Split(
-        user_ids=split.user_ids[rows],
-        histories=[split.histories[row] for row in rows],
-        targets=split.targets[rows],
     )
 
 
@@ -138,8 +126,8 @@ def train(
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
         model.compile(optimizer=optimizer, jit_compile=train_config.jit_compile)
 
-    validation = _subsample(
-        data.validation_split(), train_config.validation_users, train_config.seed
+    validation = data.validation_split().subsample(
+        train_config.validation_users, train_config.seed
     )
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
