@@ -31,6 +31,7 @@ setup(
     ],
     extras_require={
         "parquet": ["pyarrow>=15"],
+        "benchmark": ["matplotlib>=3.7"],
         "test": ["pytest>=8", "pyarrow>=15"],
     },
     entry_points={

@@ -116,3 +116,22 @@ def test_popularity_sampling_prefers_popular_items():
     assert (negatives == 500).any(axis=1).mean() > 0.9
     uniform = sample_negatives(split, counts, num_negatives=5, strategy="uniform", seed=1)
     assert (uniform == 500).any(axis=1).mean() < 0.2
+
+
+def test_popularity_ranks_match_ranker():
+    from bert4seq.evaluation.baselines import popularity_ranks
+
+    counts = np.array([0, 0, 5, 3, 3, 1, 0])
+    split = Split(
+        np.array(["A", "B", "C"]),
+        [np.array([2], np.int32), np.array([4, 5], np.int32), np.array([3], np.int32)],
+        np.array([3, 5, 3], np.int32),
+    )
+    # A: ids 2, 3, 4 have count >= 3, and id 2 is history -> rank 2.
+    # B: id 5 (count 1) is behind 2, 3, 4 and 6 (count 0) is not; 4 is history -> 3.
+    # C: the target is in its own history and is not excluded -> rank 3.
+    assert popularity_ranks(split, counts).tolist() == [2, 3, 3]
+    assert popularity_ranks(split, counts, exclude_history=False).tolist() == [3, 4, 3]
+    rows = np.tile(counts.astype(np.float32), (3, 1))
+    ranker = Ranker(FixedScores(rows), batch_size=8)
+    assert ranker.full_ranks(split).tolist() == [2, 3, 3]

@@ -79,13 +79,20 @@ def prepare_data(flag_values) -> PreparedData:
     """
     source = os.path.abspath(flag_values.data)
     directory = os.path.join(flag_values.model_dir, DATA_SUBDIR)
+    prepare_config = PrepareConfig(
+        min_user_interactions=flag_values.min_user_interactions,
+        min_item_interactions=flag_values.min_item_interactions,
+        min_rating=flag_values.min_rating,
+    )
     if os.path.exists(os.path.join(directory, "sequences.npz")):
         data = PreparedData.load(directory)
-        if data.report.get("source") != source:
+        earlier = (data.report.get("source"), data.report.get("config"))
+        if earlier != (source, dataclasses.asdict(prepare_config)):
             raise ValueError(
                 f"{flag_values.model_dir!r} already contains data prepared from "
-                f"{data.report.get('source')!r}, not {source!r}. Use a new "
-                "--model_dir."
+                f"{earlier[0]!r} with filters {earlier[1]}, not from {source!r} "
+                f"with {dataclasses.asdict(prepare_config)}. Use a new "
+                "--model_dir, or the same --data and filter flags to resume."
             )
         logging.info("Reusing the data prepared in %s.", directory)
         return data
@@ -103,14 +110,7 @@ def prepare_data(flag_values) -> PreparedData:
         strict=flag_values.strict,
     )
     logging.info("%s", read_report.summary())
-    data = prepare(
-        frame,
-        PrepareConfig(
-            min_user_interactions=flag_values.min_user_interactions,
-            min_item_interactions=flag_values.min_item_interactions,
-            min_rating=flag_values.min_rating,
-        ),
-    )
+    data = prepare(frame, prepare_config)
     data.report.update(
         {
             "source": source,

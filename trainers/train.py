@@ -17,6 +17,7 @@ epoch checkpoint in --model_dir.
 
 import json
 import os
+import sys
 import time
 
 from absl import app, flags, logging
@@ -160,42 +161,55 @@ flags.DEFINE_integer("eval_seed", 12345, "Seed for the sampled negatives.")
 flags.mark_flags_as_required(["data", "model_dir"])
 
 
+def _configure(flag_values):
+    """Prepares the data and builds the model and training configs."""
+    data = common.prepare_data(flag_values)
+    model_config = ModelConfig(
+        max_len=flag_values.max_len or common.default_max_len(data.report["format"]),
+        hidden_size=flag_values.hidden_size,
+        num_layers=flag_values.num_layers,
+        num_heads=flag_values.num_heads,
+        dropout=flag_values.dropout,
+    )
+    train_config = TrainConfig(
+        epochs=flag_values.epochs,
+        batch_size=flag_values.batch_size,
+        learning_rate=flag_values.learning_rate,
+        weight_decay=flag_values.weight_decay,
+        warmup_ratio=flag_values.warmup_ratio,
+        mask_prob=flag_values.mask_prob,
+        max_predictions=flag_values.max_predictions,
+        last_item_prob=flag_values.last_item_prob,
+        all_prefixes=flag_values.all_prefixes,
+        seed=flag_values.seed,
+        steps_per_epoch=flag_values.steps_per_epoch,
+        eval_every=flag_values.eval_every,
+        patience=flag_values.patience,
+        jit_compile=flag_values.jit_compile,
+        time_budget_seconds=(
+            flag_values.time_budget_minutes * 60 if flag_values.time_budget_minutes else None
+        ),
+        validation_users=flag_values.validation_users,
+        objective=flag_values.objective,
+        sampled_negatives=flag_values.sampled_negatives,
+        sampling_power=flag_values.sampling_power,
+    )
+    return data, model_config, train_config
+
+
 def main(argv):
     del argv
     start_time = time.monotonic()
     common.apply_preset(FLAGS)
 
-    data = common.prepare_data(FLAGS)
-    model_config = ModelConfig(
-        max_len=FLAGS.max_len or common.default_max_len(data.report["format"]),
-        hidden_size=FLAGS.hidden_size,
-        num_layers=FLAGS.num_layers,
-        num_heads=FLAGS.num_heads,
-        dropout=FLAGS.dropout,
-    )
-    train_config = TrainConfig(
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        weight_decay=FLAGS.weight_decay,
-        warmup_ratio=FLAGS.warmup_ratio,
-        mask_prob=FLAGS.mask_prob,
-        max_predictions=FLAGS.max_predictions,
-        last_item_prob=FLAGS.last_item_prob,
-        all_prefixes=FLAGS.all_prefixes,
-        seed=FLAGS.seed,
-        steps_per_epoch=FLAGS.steps_per_epoch,
-        eval_every=FLAGS.eval_every,
-        patience=FLAGS.patience,
-        jit_compile=FLAGS.jit_compile,
-        time_budget_seconds=(
-            FLAGS.time_budget_minutes * 60 if FLAGS.time_budget_minutes else None
-        ),
-        validation_users=FLAGS.validation_users,
-        objective=FLAGS.objective,
-        sampled_negatives=FLAGS.sampled_negatives,
-        sampling_power=FLAGS.sampling_power,
-    )
+    # Bad input (a missing or malformed log, invalid settings) ends the
+    # program with one clear message instead of a traceback.
+    try:
+        data, model_config, train_config = _configure(FLAGS)
+    except (OSError, ValueError) as error:
+        logging.error("%s", error)
+        print(f"bert4seq-train: error: {error}", file=sys.stderr)
+        sys.exit(1)
     common.write_json(
         os.path.join(FLAGS.model_dir, "config.json"),
         common.run_config(FLAGS, model_config, train_config),
