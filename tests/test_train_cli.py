@@ -28,7 +28,9 @@ def test_missing_log_file(tmp_path):
 
 def test_strict_malformed_row(tmp_path):
     log = tmp_path / "log.txt"
-    log.write_text("1 10\n1 11\n1 12 extra\n")
+    rows = [f"1 {item}" for item in range(10, 20)]
+    rows[2] += " extra"
+    log.write_text("\n".join(rows) + "\n")
     result = run_train(f"--data={log}", f"--model_dir={tmp_path / 'run'}", "--strict")
     assert result.returncode == 1
     assert "line 3" in result.stderr.strip().splitlines()[-1]

@@ -181,11 +181,16 @@ def detect_format(path: str) -> str:
     if not sample:
         raise DataFormatError(f"Interaction log {path!r} has no data rows.")
 
-    if all("::" in line for line in sample):
+    # A format wins when most sampled lines fit it, so that one malformed
+    # row near the top does not hide the format (it is reported later).
+    def share(fits):
+        return sum(1 for line in sample if fits(line)) / len(sample)
+
+    if share(lambda line: "::" in line) >= 0.8:
         return "ml-1m"
-    if all(len(line.split("\t")) == 4 for line in sample):
+    if share(lambda line: len(line.split("\t")) == 4) >= 0.8:
         return "ml-100k"
-    if all(len(line.split()) == 2 for line in sample):
+    if share(lambda line: len(line.split()) == 2) >= 0.8:
         return "sequence"
     raise DataFormatError(
         f"Cannot detect the format of {path!r} from its first lines "

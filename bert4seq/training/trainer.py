@@ -129,8 +129,9 @@ def train(
     validation = data.validation_split().subsample(
         train_config.validation_users, train_config.seed
     )
+    # Validation runs before the checkpoint, so a checkpointed epoch always
+    # has its validation state saved too.
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
         ValidationCallback(
             validation,
             model_dir,
@@ -138,6 +139,7 @@ def train(
             patience=train_config.patience,
             start_time=start_time,
         ),
+        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
         keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
     ]
     if train_config.time_budget_seconds:
