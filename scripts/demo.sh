@@ -19,7 +19,7 @@ if [[ ! -f "$DATA" ]]; then
   exit 1
 fi
 
-RUN_DIR="runs/$(basename "$DATASET" | tr -c 'A-Za-z0-9._-\n' '_')-$(date +%Y%m%d-%H%M%S)"
+RUN_DIR="runs/$(basename "$DATASET" | sed 's/[^A-Za-z0-9._-]/_/g')-$(date +%Y%m%d-%H%M%S)"
 EXPORT_DIR="$PWD/$RUN_DIR/export"
 echo "== Training on $DATA (run directory $RUN_DIR)"
 "$BIN/bert4seq-train" --data="$DATA" --model_dir="$RUN_DIR" \

@@ -94,6 +94,7 @@ def test_metrics_written_and_printed(trained):
     # Two epochs must already beat random ranking (HR@10 = 10 / 1682).
     assert full["HR@10"] > 3 * 10 / 1682
     assert "sampled_popularity_100" in trained["stdout"]
+    assert "popularity_baseline_full" in metrics["test"]
     assert os.path.exists(os.path.join(trained["model_dir"], "validation_log.csv"))
 
 
