@@ -43,20 +43,28 @@ class Ranker:
         return tf.where(reserved[None, :], -np.inf, logits)
 
     def _full_ranks_graph(self, item_ids, targets, excluded):
-        scores = self._scores(item_ids)
-        rows = tf.range(tf.shape(targets)[0])
-        target_index = tf.stack([rows, targets], axis=1)
-        target_scores = tf.gather_nd(scores, target_index)
-        scores = tf.tensor_scatter_nd_update(
-            scores,
-            excluded,
-            tf.fill([tf.shape(excluded)[0]], tf.constant(-np.inf, scores.dtype)),
+        # Count every id scored at least as high as the target, then take
+        # back the reserved ids and the excluded history items among them.
+        # This reads the [batch, vocabulary] scores once instead of
+        # rewriting them, which is what makes full ranking fast.
+        logits = tf.cast(self.model.next_item_logits(item_ids, training=False), tf.float32)
+        batch_size = tf.shape(targets)[0]
+        rows = tf.range(batch_size)
+        target_scores = tf.gather_nd(logits, tf.stack([rows, targets], axis=1))
+        at_least = tf.reduce_sum(
+            tf.cast(logits >= target_scores[:, None], tf.int64), axis=1
         )
-        # The target keeps its score even when it also occurs in the history.
-        scores = tf.tensor_scatter_nd_update(scores, target_index, target_scores)
-        return tf.reduce_sum(
-            tf.cast(scores >= target_scores[:, None], tf.int64), axis=1
+        reserved = tf.reduce_sum(
+            tf.cast(logits[:, :NUM_RESERVED] >= target_scores[:, None], tf.int64), axis=1
         )
+        excluded_hits = tf.cast(
+            tf.gather_nd(logits, excluded) >= tf.gather(target_scores, excluded[:, 0]),
+            tf.int64,
+        )
+        excluded_counts = tf.math.unsorted_segment_sum(
+            excluded_hits, excluded[:, 0], batch_size
+        )
+        return at_least - reserved - excluded_counts
 
     def _sampled_ranks_graph(self, item_ids, candidates):
         scores = self._scores(item_ids)
@@ -88,17 +96,9 @@ class Ranker:
         ranks = np.zeros(len(split), dtype=np.int64)
         for start, stop, item_ids in self._batches(split):
             if exclude_history:
-                histories = split.histories[start:stop]
-                rows = np.repeat(
-                    np.arange(stop - start, dtype=np.int32),
-                    [len(h) for h in histories],
+                excluded = _excluded_pairs(
+                    split.histories[start:stop], split.targets[start:stop]
                 )
-                columns = (
-                    np.concatenate(histories).astype(np.int32)
-                    if len(rows)
-                    else np.zeros(0, np.int32)
-                )
-                excluded = np.stack([rows, columns], axis=1)
             else:
                 excluded = np.zeros((0, 2), np.int32)
             ranks[start:stop] = self._full_ranks(
@@ -127,6 +127,21 @@ class Ranker:
                 tf.constant(item_ids), tf.constant(candidates[start:stop])
             ).numpy()
         return ranks
+
+
+def _excluded_pairs(histories, targets) -> np.ndarray:
+    """Returns unique `(row, item)` pairs of history items, targets left out.
+
+    Reserved ids are dropped too: the ranker takes them back separately.
+    """
+    rows = np.repeat(np.arange(len(histories), dtype=np.int64), [len(h) for h in histories])
+    if not len(rows):
+        return np.zeros((0, 2), np.int32)
+    items = np.concatenate(histories).astype(np.int64)
+    keep = (items != np.asarray(targets, np.int64)[rows]) & (items >= NUM_RESERVED)
+    keys = np.unique(rows[keep] * (items.max() + 1) + items[keep])
+    pairs = np.stack([keys // (items.max() + 1), keys % (items.max() + 1)], axis=1)
+    return pairs.astype(np.int32)
 
 
 def sample_negatives(
