@@ -1,7 +1,7 @@
 """End to end on MovieLens 100K: train, evaluate, export, serve, recommend.
 
 The trainer and the server run as the same programs a user runs; the
-answers over gRPC and REST must equal the in-process model's top-k.
+responses over gRPC and REST must equal the in-process model's top-k.
 """
 
 import json

@@ -1,7 +1,7 @@
 """Cloze-task training examples built inside tf.data.
 
 Histories are cut into fixed-length windows once, in NumPy. Masks are drawn
-per batch with stateless random ops inside `Dataset.map`, so every epoch sees
+per batch with stateless random ops inside `Dataset.map`, so every epoch draws
 new masks, runs are repeatable for a seed, and all shapes are static (the
 same pipeline runs on TPU).
 
@@ -27,7 +27,7 @@ class ClozeConfig:
         mask_prob: Probability that an item in a window is masked.
         max_predictions: Cap on masked positions per window.
         last_item_prob: Share of windows in which only the last item is
-            masked, which is what the model sees at inference.
+            masked, as in inference requests.
         sliding_step: Step in items between windows over a history longer
             than `max_len`; None uses `max_len // 2`.
         all_prefixes: Cut a window ending at every item of a history (from
@@ -161,7 +161,7 @@ def mask_batch(item_ids: tf.Tensor, seed: tf.Tensor, config: ClozeConfig):
     Returns:
         `(inputs, labels, weights)`: `inputs` is a dict with `item_ids`
         (masked items replaced by [MASK]) and `mask_positions` (int32
-        `[batch, num_predictions]`); `labels` holds the original items at
+        `[batch, num_predictions]`); `labels` contains the original items at
         those positions; `weights` is 1.0 for real predictions and 0.0 for
         unused slots. Padding is never masked, every window with an item has
         at least one mask, and no window has more than `num_predictions`.

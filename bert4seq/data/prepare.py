@@ -48,7 +48,7 @@ class Split:
 
     Attributes:
         user_ids: Users in this split (str).
-        histories: The history the model sees, one int32 array per user.
+        histories: The model input history, one int32 array per user.
         targets: The held-out item id of each user (int32).
     """
 
@@ -110,7 +110,7 @@ class PreparedData:
         return counts
 
     # Leave-one-out: the last item is the test target, the second to last the
-    # validation target, and training sees only what comes before both.
+    # validation target, and training uses only the items before both.
 
     def _evaluated(self):
         return [

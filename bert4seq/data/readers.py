@@ -34,7 +34,7 @@ class DataFormatError(ValueError):
 
 @dataclasses.dataclass
 class ReadReport:
-    """What a reader saw in one file.
+    """Counts and malformed-row examples from reading one file.
 
     Attributes:
         path: The file that was read.

@@ -76,7 +76,7 @@ class Vocabulary:
         return len(self._items) + NUM_RESERVED
 
     def tokens(self) -> list:
-        """All tokens in id order, reserved tokens first."""
+        """Returns all tokens in id order, reserved tokens first."""
         return [PAD_TOKEN, MASK_TOKEN] + self._items
 
     def __contains__(self, item: str) -> bool:

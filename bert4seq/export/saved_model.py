@@ -3,7 +3,7 @@
 The export is a version directory `EXPORT_BASE/<version>/` that
 `tensorflow_model_server --model_base_path=EXPORT_BASE` loads as is. It is
 written to a temporary directory beside the version directories and renamed
-into place, so a server polling EXPORT_BASE never sees half a model (TF
+into place, so a server polling EXPORT_BASE never loads half a model (TF
 Serving ignores directory names that are not integers).
 
 Signatures (batch dimension first):

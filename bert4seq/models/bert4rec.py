@@ -11,10 +11,10 @@ from bert4seq.models.encoder import SequenceEncoder
 class BERT4Rec(keras.Model):
     """BERT4Rec (Sun et al., CIKM 2019) built from keras-hub layers.
 
-    The encoder is a `SequenceEncoder`; the head is a `ClozeHead`, which is
+    The encoder is a `SequenceEncoder`. The head is a `ClozeHead`, which is
     keras-hub's `MaskedLMHead` (dense, activation, layer norm, then the item
-    embedding transposed plus an output bias) and computes logits only at
-    `mask_positions`.
+    embedding transposed plus an output bias), so logits are computed only
+    at `mask_positions`.
 
     Inputs are a dict with `item_ids` (int32 `[batch, max_len]`, left-padded,
     [MASK] = 1 where an item is hidden) and `mask_positions` (int32

@@ -22,11 +22,11 @@ MONITOR = "val_ndcg_at_10"
 class ValidationCallback(keras.callbacks.Callback):
     """Full-ranking validation every N epochs, with early stopping.
 
-    Adds `val_ndcg_at_10`, `val_hr_at_10` and `val_mrr` to the epoch logs
-    (TensorBoard and the History see them), keeps the weights of the best
-    epoch in `best.weights.h5`, appends every validation to
-    `validation_log.csv` with the wall time, and restores the best weights
-    when training ends. Its state is stored next to the weights, so a run
+    Adds `val_ndcg_at_10`, `val_hr_at_10` and `val_mrr` to the epoch logs,
+    where TensorBoard and the History read them. Keeps the weights of the
+    best epoch in `best.weights.h5` and appends every validation to
+    `validation_log.csv` with the wall time. Restores the best weights when
+    training ends. Its state is stored next to the weights, so a run
     resumed by `BackupAndRestore` keeps counting patience correctly.
 
     Args:

@@ -60,10 +60,10 @@ def train(
 ) -> BERT4Rec:
     """Trains BERT4Rec with the Cloze task and returns the best model.
 
-    Writes to `model_dir`: `backup/` (a checkpoint every epoch; a restarted
-    call resumes from it), `logs/` (TensorBoard), `best.weights.h5`,
-    `validation_log.csv` and, at the end, `model.keras` with the weights of
-    the best validation epoch.
+    Writes to `model_dir`: `backup/` (a checkpoint every epoch, from which a
+    restarted call resumes), `logs/` (TensorBoard), `best.weights.h5` and
+    `validation_log.csv`. At the end it writes `model.keras` with the
+    weights of the best validation epoch.
 
     Args:
         data: PreparedData. Sequences and vocabulary.
