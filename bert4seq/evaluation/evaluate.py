@@ -139,8 +139,11 @@ def _excluded_pairs(histories, targets) -> np.ndarray:
         return np.zeros((0, 2), np.int32)
     items = np.concatenate(histories).astype(np.int64)
     keep = (items != np.asarray(targets, np.int64)[rows]) & (items >= NUM_RESERVED)
-    keys = np.unique(rows[keep] * (items.max() + 1) + items[keep])
-    pairs = np.stack([keys // (items.max() + 1), keys % (items.max() + 1)], axis=1)
+
+    # One int64 key per (row, item) pair, so np.unique drops repeated items.
+    stride = int(items.max()) + 1
+    keys = np.unique(rows[keep] * stride + items[keep])
+    pairs = np.stack([keys // stride, keys % stride], axis=1)
     return pairs.astype(np.int32)
 
 
