@@ -6,9 +6,11 @@ import tensorflow as tf
 
 from bert4seq.data.cloze import (
     ClozeConfig,
+    bucket_lengths,
     inference_inputs,
     make_cloze_dataset,
     make_windows,
+    num_batches,
 )
 from bert4seq.data.vocabulary import MASK_ID, NUM_RESERVED, PAD_ID
 
@@ -44,13 +46,15 @@ def test_masking_invariants(mask_prob, last_item_prob):
         seed=3,
     )
     windows = make_windows(random_sequences(300), config.max_len)
-    for inputs, labels, weights in make_cloze_dataset(windows, config).take(4):
+    for inputs, labels, weights in make_cloze_dataset(windows, config).take(6):
         item_ids = inputs["item_ids"].numpy()
         positions = inputs["mask_positions"].numpy()
         labels = labels.numpy()
         weights = weights.numpy()
-        assert positions.shape == labels.shape == weights.shape == (64, 5)
-        for row in range(64):
+        rows, length = item_ids.shape
+        assert length in bucket_lengths(20, config.length_buckets)
+        assert positions.shape == labels.shape == weights.shape == (rows, min(5, length))
+        for row in range(rows):
             used = weights[row] > 0
             masked = np.flatnonzero(item_ids[row] == MASK_ID)
             # At least one mask, at most the cap, no position twice.
@@ -63,7 +67,7 @@ def test_masking_invariants(mask_prob, last_item_prob):
             original_pad = item_ids[row] == PAD_ID
             assert not np.isin(np.flatnonzero(original_pad), positions[row][used]).any()
             if last_item_prob == 1.0:
-                assert masked.tolist() == [19]
+                assert masked.tolist() == [length - 1]
 
 
 def test_labels_restore_the_window():
@@ -76,9 +80,37 @@ def test_labels_restore_the_window():
         for row in range(len(item_ids)):
             used = weights.numpy()[row] > 0
             item_ids[row, inputs["mask_positions"].numpy()[row][used]] = labels.numpy()[row][used]
-        restored.append(item_ids)
+        # Bucketed batches are shorter than max_len: pad them back.
+        padding = np.full((len(item_ids), config.max_len - item_ids.shape[1]), PAD_ID)
+        restored.append(np.concatenate([padding, item_ids], axis=1))
     restored = np.concatenate(restored)
     assert sorted(map(tuple, restored.tolist())) == sorted(map(tuple, windows.tolist()))
+
+
+def test_buckets_cut_only_padding_and_count_batches():
+    assert bucket_lengths(50, 4) == [7, 13, 25, 50]
+    assert bucket_lengths(50, 8) == [2, 4, 7, 13, 25, 50]
+    assert bucket_lengths(50, 1) == [50]
+    assert bucket_lengths(4, 8) == [2, 4]
+    config = ClozeConfig(max_len=40, mask_prob=0.3, batch_size=16, seed=2)
+    windows = make_windows(random_sequences(500, seed=7, max_length=60), config.max_len)
+    batches = list(make_cloze_dataset(windows, config))
+    assert len(batches) == num_batches(windows, config)
+    lengths = {x["item_ids"].shape[1] for x, _, _ in batches}
+    assert lengths == set(bucket_lengths(40, 8))
+    for inputs, labels, weights in batches:
+        item_ids = inputs["item_ids"].numpy()
+        length = item_ids.shape[1]
+        # Each window is in the shortest bucket that holds all its items.
+        items = np.count_nonzero(item_ids != PAD_ID, axis=1)
+        shorter = [b for b in bucket_lengths(40, 8) if b < length]
+        assert (items <= length).all()
+        if shorter:
+            assert (items > max(shorter)).all()
+    # One bucket pads every window to max_len.
+    single = ClozeConfig(max_len=40, batch_size=16, seed=2, length_buckets=1)
+    shapes = {x["item_ids"].shape[1] for x, _, _ in make_cloze_dataset(windows, single)}
+    assert shapes == {40}
 
 
 def test_masks_change_between_epochs_and_repeat_with_seed():

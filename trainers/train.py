@@ -117,6 +117,13 @@ flags.DEFINE_bool(
     "Train on a window ending at every item of each history instead of "
     "sliding windows (more windows per epoch, each like an inference request).",
 )
+flags.DEFINE_integer(
+    "length_buckets",
+    8,
+    "Most window lengths batches are cut to (max_len, then halved down to "
+    "2), so short histories carry less padding; 1 pads every window to "
+    "max_len.",
+)
 flags.DEFINE_integer("seed", 0, "Seed for initialization, shuffling and masking.")
 flags.DEFINE_integer(
     "steps_per_epoch",
@@ -135,7 +142,13 @@ flags.DEFINE_float(
 flags.DEFINE_integer(
     "validation_users", None, "Validate on a random subset of this many users."
 )
-flags.DEFINE_bool("jit_compile", True, "Compile the training step with XLA.")
+flags.DEFINE_enum(
+    "jit_compile",
+    "auto",
+    ["auto", "true", "false"],
+    "Compile the training step with XLA; auto compiles it only when a GPU or "
+    "TPU is present (on CPU, XLA made training steps slower).",
+)
 flags.DEFINE_enum(
     "strategy",
     "default",
@@ -181,11 +194,14 @@ def _configure(flag_values):
         max_predictions=flag_values.max_predictions,
         last_item_prob=flag_values.last_item_prob,
         all_prefixes=flag_values.all_prefixes,
+        length_buckets=flag_values.length_buckets,
         seed=flag_values.seed,
         steps_per_epoch=flag_values.steps_per_epoch,
         eval_every=flag_values.eval_every,
         patience=flag_values.patience,
-        jit_compile=flag_values.jit_compile,
+        jit_compile={"auto": "auto", "true": True, "false": False}[
+            flag_values.jit_compile
+        ],
         time_budget_seconds=(
             flag_values.time_budget_minutes * 60 if flag_values.time_budget_minutes else None
         ),

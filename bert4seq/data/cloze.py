@@ -35,6 +35,11 @@ class ClozeConfig:
             windows, each shaped like an inference request.
         batch_size: Windows per batch.
         seed: Seed for shuffling and masking.
+        length_buckets: Most window lengths batches are cut to: `max_len`,
+            then halved down to 2 (`max_len = 50` gives 50, 25, 13, 7, 4
+            and 2). A window goes to the shortest bucket that holds its
+            items and loses the padding beyond it, so short histories cost
+            less compute. 1 pads every window to `max_len`.
     """
 
     max_len: int = 50
@@ -45,6 +50,7 @@ class ClozeConfig:
     all_prefixes: bool = False
     batch_size: int = 256
     seed: int = 0
+    length_buckets: int = 8
 
     def __post_init__(self):
         if self.max_len < 2:
@@ -67,11 +73,32 @@ class ClozeConfig:
             )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1; got {self.batch_size}.")
+        if self.length_buckets < 1:
+            raise ValueError(
+                f"length_buckets must be at least 1; got {self.length_buckets}."
+            )
 
     @property
     def num_predictions(self) -> int:
         """Masked slots per window: the cap, at most the window length."""
         return min(self.max_predictions, self.max_len)
+
+
+def bucket_lengths(max_len: int, num_buckets: int) -> list:
+    """Returns the bucket window lengths, shortest first.
+
+    `max_len`, then repeatedly halved (rounded up), `num_buckets` lengths in
+    all, none shorter than 2.
+    """
+    lengths = [max_len]
+    while len(lengths) < num_buckets and lengths[-1] > 2:
+        lengths.append(max(2, -(-lengths[-1] // 2)))
+    return sorted(set(lengths))
+
+
+def window_lengths(windows: np.ndarray) -> np.ndarray:
+    """Returns the number of items (non-padding ids) in each window."""
+    return np.count_nonzero(windows != PAD_ID, axis=1)
 
 
 def left_pad(sequences: Sequence[np.ndarray], length: int) -> np.ndarray:
@@ -212,13 +239,31 @@ def mask_batch(item_ids: tf.Tensor, seed: tf.Tensor, config: ClozeConfig):
     return {"item_ids": inputs, "mask_positions": mask_positions}, labels, weights
 
 
+def num_batches(windows: np.ndarray, config: ClozeConfig) -> int:
+    """Batches in one pass of `make_cloze_dataset(windows, config)`."""
+    lengths = window_lengths(windows)
+    buckets = bucket_lengths(config.max_len, config.length_buckets)
+    sizes = np.bincount(np.searchsorted(buckets, lengths), minlength=len(buckets))
+    return int(
+        sum(
+            size // config.batch_size if size >= config.batch_size else 1
+            for size in sizes
+            if size
+        )
+    )
+
+
 def make_cloze_dataset(
     windows: np.ndarray, config: ClozeConfig, repeat: bool = False
 ) -> tf.data.Dataset:
     """Builds the training dataset: shuffled, batched, masked windows.
 
-    Shuffling and masking are seeded by `config.seed` and drawn anew every
-    time the dataset is iterated (every epoch of `fit`).
+    Windows are grouped into `config.length_buckets` length buckets and cut
+    to their bucket's length (the most recent items are kept, so the last
+    position is still the last item). Each batch comes from one bucket;
+    buckets are drawn at random in proportion to their windows. Shuffling,
+    bucket draws and masking are seeded by `config.seed` and drawn anew
+    every time the dataset is iterated (every epoch of `fit`).
 
     Args:
         windows: int32 array `[num_windows, max_len]` from `make_windows`.
@@ -227,6 +272,8 @@ def make_cloze_dataset(
 
     Returns:
         A dataset of `(inputs, labels, weights)` batches, as `mask_batch`.
+        The window length (second dimension) varies between batches when
+        there is more than one bucket.
     """
     if windows.ndim != 2 or windows.shape[1] != config.max_len:
         raise ValueError(
@@ -236,23 +283,45 @@ def make_cloze_dataset(
     if len(windows) == 0:
         raise ValueError("No training windows: every training history is empty.")
 
-    # Full batches keep shapes static; a dataset smaller than one batch keeps
-    # its single partial batch rather than producing nothing.
-    drop_remainder = len(windows) >= config.batch_size
-    dataset = tf.data.Dataset.from_tensor_slices(windows)
-    dataset = dataset.shuffle(
-        len(windows), seed=config.seed, reshuffle_each_iteration=True
-    )
-    if repeat:
-        dataset = dataset.repeat()
-    dataset = dataset.batch(config.batch_size, drop_remainder=drop_remainder)
-    seeds = tf.data.Dataset.random(
-        seed=config.seed, rerandomize_each_iteration=True
-    ).batch(2)
-    dataset = tf.data.Dataset.zip((dataset, seeds))
-    dataset = dataset.map(
-        lambda items, seed: mask_batch(items, seed, config),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+    buckets = bucket_lengths(config.max_len, config.length_buckets)
+    assignment = np.searchsorted(buckets, window_lengths(windows))
+    datasets, sizes = [], []
+    for index, length in enumerate(buckets):
+        members = windows[assignment == index][:, config.max_len - length:]
+        if not len(members):
+            continue
+        bucket_config = dataclasses.replace(config, max_len=length)
+        seed = config.seed + index
+        dataset = tf.data.Dataset.from_tensor_slices(members)
+        dataset = dataset.shuffle(
+            len(members), seed=seed, reshuffle_each_iteration=True
+        )
+        if repeat:
+            dataset = dataset.repeat()
+        # Full batches keep shapes static; a bucket smaller than one batch
+        # keeps its single partial batch rather than producing nothing.
+        drop_remainder = len(members) >= config.batch_size
+        dataset = dataset.batch(config.batch_size, drop_remainder=drop_remainder)
+        seeds = tf.data.Dataset.random(
+            seed=seed, rerandomize_each_iteration=True
+        ).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds))
+        dataset = dataset.map(
+            lambda items, seed, c=bucket_config: mask_batch(items, seed, c),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        datasets.append(dataset)
+        sizes.append(len(members))
+
+    if len(datasets) == 1:
+        dataset = datasets[0]
+    else:
+        dataset = tf.data.Dataset.sample_from_datasets(
+            datasets,
+            weights=[size / sum(sizes) for size in sizes],
+            seed=config.seed,
+            stop_on_empty_dataset=False,
+            rerandomize_each_iteration=True,
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -75,11 +75,26 @@ class Ranker:
         )
 
     def _batches(self, split: Split):
+        """Yields `(rows, item_ids)` batches of users of similar history length.
+
+        Users are sorted by input length so that each batch can be cut to
+        its longest input: the model then skips most of the padding of
+        short histories. Scores do not change, since padding is masked out
+        of attention and inputs keep their positions relative to the end.
+        """
+        max_len = self.model.max_len
+        # The input is the last max_len - 1 items plus [MASK].
+        lengths = np.array(
+            [np.count_nonzero(h >= NUM_RESERVED) for h in split.histories],
+            dtype=np.int64,
+        )
+        lengths = np.minimum(lengths, max_len - 1) + 1
+        order = np.argsort(lengths, kind="stable")
         for start in range(0, len(split), self.batch_size):
-            stop = min(start + self.batch_size, len(split))
-            yield start, stop, inference_inputs(
-                split.histories[start:stop], self.model.max_len
-            )
+            rows = order[start:start + self.batch_size]
+            item_ids = inference_inputs([split.histories[row] for row in rows], max_len)
+            length = int(lengths[rows].max())
+            yield rows, item_ids[:, max_len - length:]
 
     def full_ranks(self, split: Split, exclude_history: bool = True) -> np.ndarray:
         """Ranks each target against every item of the vocabulary.
@@ -94,16 +109,16 @@ class Ranker:
             int64 array of 1-based ranks, one per user.
         """
         ranks = np.zeros(len(split), dtype=np.int64)
-        for start, stop, item_ids in self._batches(split):
+        for rows, item_ids in self._batches(split):
             if exclude_history:
                 excluded = _excluded_pairs(
-                    split.histories[start:stop], split.targets[start:stop]
+                    [split.histories[row] for row in rows], split.targets[rows]
                 )
             else:
                 excluded = np.zeros((0, 2), np.int32)
-            ranks[start:stop] = self._full_ranks(
+            ranks[rows] = self._full_ranks(
                 tf.constant(item_ids),
-                tf.constant(split.targets[start:stop]),
+                tf.constant(split.targets[rows]),
                 tf.constant(excluded, tf.int32),
             ).numpy()
         return ranks
@@ -122,9 +137,9 @@ class Ranker:
             [split.targets[:, None], negatives], axis=1
         ).astype(np.int32)
         ranks = np.zeros(len(split), dtype=np.int64)
-        for start, stop, item_ids in self._batches(split):
-            ranks[start:stop] = self._sampled_ranks(
-                tf.constant(item_ids), tf.constant(candidates[start:stop])
+        for rows, item_ids in self._batches(split):
+            ranks[rows] = self._sampled_ranks(
+                tf.constant(item_ids), tf.constant(candidates[rows])
             ).numpy()
         return ranks
 

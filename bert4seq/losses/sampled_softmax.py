@@ -86,37 +86,28 @@ class SampledSoftmax:
         queries = tf.cast(queries, tf.float32)
         embeddings = tf.cast(item_embeddings, tf.float32)
         bias = tf.cast(item_bias, tf.float32)
+
+        # The log-Q correction is applied to the [num_negatives] row and
+        # broadcast, rather than to a [queries, candidates] matrix of
+        # probabilities: same result, one pass fewer over the logits.
         positive_logits = tf.reduce_sum(
             queries * tf.gather(embeddings, positives), axis=-1
         ) + tf.gather(bias, positives)
+        positive_logits = self.correction(
+            positive_logits, tf.gather(self.probabilities, positives)
+        )
         negative_logits = tf.matmul(
             queries, tf.gather(embeddings, negatives), transpose_b=True
         ) + tf.gather(bias, negatives)[None, :]
-
-        logits = tf.concat([positive_logits[:, None], negative_logits], axis=1)
-        candidate_probabilities = tf.concat(
-            [
-                tf.gather(self.probabilities, positives)[:, None],
-                tf.broadcast_to(
-                    tf.gather(self.probabilities, negatives)[None, :],
-                    tf.shape(negative_logits),
-                ),
-            ],
-            axis=1,
+        negative_logits = self.correction(
+            negative_logits, tf.gather(self.probabilities, negatives)[None, :]
         )
-        logits = self.correction(logits, candidate_probabilities)
         accidental = tf.equal(negatives[None, :], positives[:, None])
-        logits = tf.concat(
-            [
-                logits[:, :1],
-                tf.where(accidental, ACCIDENTAL_HIT_LOGIT, logits[:, 1:]),
-            ],
-            axis=1,
-        )
+        negative_logits = tf.where(accidental, ACCIDENTAL_HIT_LOGIT, negative_logits)
 
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.zeros_like(positives), logits=logits
-        )
+        # Cross-entropy with the positive as class 0.
+        logits = tf.concat([positive_logits[:, None], negative_logits], axis=1)
+        losses = tf.reduce_logsumexp(logits, axis=1) - positive_logits
         return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 

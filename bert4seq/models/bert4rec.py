@@ -128,15 +128,18 @@ class BERT4Rec(keras.Model):
         """Scores every id for the next item after each history.
 
         Args:
-            item_ids: int32 tensor `[batch, max_len]`, left-padded, whose last
+            item_ids: int32 tensor `[batch, length]`, left-padded, whose last
                 position is [MASK] (see `bert4seq.data.cloze.inference_inputs`).
+                `length` may be shorter than `max_len` when no history
+                needs all of it; the items then keep their positions
+                relative to the end.
 
         Returns:
             float tensor `[batch, vocabulary_size]`. The reserved ids get
             logits too; callers exclude them before ranking.
         """
-        batch_size = keras.ops.shape(item_ids)[0]
-        mask_positions = keras.ops.full((batch_size, 1), self.max_len - 1, "int32")
+        batch_size, length = keras.ops.shape(item_ids)[0], keras.ops.shape(item_ids)[1]
+        mask_positions = keras.ops.full((batch_size, 1), length - 1, "int32")
         logits = self(
             {"item_ids": item_ids, "mask_positions": mask_positions},
             training=training,

@@ -4,6 +4,7 @@ import keras
 import keras_hub
 
 from bert4seq.data.vocabulary import PAD_ID
+from bert4seq.models.dropout import PhiloxDropout, use_philox_dropout
 
 
 @keras.saving.register_keras_serializable(package="bert4seq")
@@ -81,9 +82,7 @@ class SequenceEncoder(keras.layers.Layer):
         self.embedding_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="embedding_norm"
         )
-        self.embedding_dropout = keras.layers.Dropout(
-            dropout, name="embedding_dropout"
-        )
+        self.embedding_dropout = PhiloxDropout(dropout, name="embedding_dropout")
         self.blocks = [
             keras_hub.layers.TransformerEncoder(
                 intermediate_dim=self.intermediate_size,
@@ -104,6 +103,7 @@ class SequenceEncoder(keras.layers.Layer):
         self.embedding_norm.build(embedded_shape)
         for block in self.blocks:
             block.build(embedded_shape)
+            use_philox_dropout(block)
         self.built = True
 
     def call(self, item_ids, training=None):
@@ -120,7 +120,10 @@ class SequenceEncoder(keras.layers.Layer):
             )
         padding_mask = keras.ops.not_equal(item_ids, PAD_ID)
         embedded = self.item_embedding(item_ids)
-        hidden = embedded + self.position_embedding(embedded)
+        # Sequences shorter than max_len are the most recent part of a
+        # left-padded window, so they take the last position embeddings.
+        start = self.max_len - keras.ops.shape(item_ids)[1]
+        hidden = embedded + self.position_embedding(embedded, start_index=start)
         hidden = self.embedding_norm(hidden)
         hidden = self.embedding_dropout(hidden, training=training)
         for block in self.blocks:

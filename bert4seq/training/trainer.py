@@ -9,7 +9,12 @@ import keras
 import tensorflow as tf
 
 from bert4seq.config import ModelConfig, TrainConfig
-from bert4seq.data.cloze import ClozeConfig, make_cloze_dataset, make_windows
+from bert4seq.data.cloze import (
+    ClozeConfig,
+    make_cloze_dataset,
+    make_windows,
+    num_batches,
+)
 from bert4seq.data.prepare import PreparedData
 from bert4seq.losses.sampled_softmax import SampledSoftmax, popularity_distribution
 from bert4seq.models.bert4rec import BERT4Rec
@@ -44,6 +49,7 @@ def cloze_config(model_config: ModelConfig, train_config: TrainConfig) -> ClozeC
         last_item_prob=train_config.last_item_prob,
         sliding_step=train_config.sliding_step,
         all_prefixes=train_config.all_prefixes,
+        length_buckets=train_config.length_buckets,
         batch_size=train_config.batch_size,
         seed=train_config.seed,
     )
@@ -91,7 +97,7 @@ def train(
         steps_per_epoch = train_config.steps_per_epoch
         dataset = make_cloze_dataset(windows, cloze, repeat=True)
     else:
-        steps_per_epoch = max(1, len(windows) // cloze.batch_size)
+        steps_per_epoch = num_batches(windows, cloze)
         dataset = make_cloze_dataset(windows, cloze)
     total_steps = steps_per_epoch * train_config.epochs
     logger.info(
