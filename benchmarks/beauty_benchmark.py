@@ -51,8 +51,8 @@ def parse_args(argv):
     parser.add_argument(
         "--throughput_batches",
         type=int,
-        default=30,
-        help="Batches timed for throughput, after 3 warm-up batches.",
+        default=100,
+        help="Batches timed for throughput, after 10 warm-up batches.",
     )
     parser.add_argument(
         "--skip_training",
@@ -121,7 +121,7 @@ def measure_throughput(data, config: dict, objective: str, batches: int) -> dict
     import tensorflow as tf
 
     from bert4seq.config import ModelConfig, TrainConfig
-    from bert4seq.data.cloze import make_cloze_dataset, make_windows
+    from bert4seq.data.cloze import make_cloze_dataset, make_windows, num_batches
     from bert4seq.losses.sampled_softmax import SampledSoftmax, popularity_distribution
     from bert4seq.training.trainer import build_model, cloze_config
 
@@ -145,27 +145,36 @@ def measure_throughput(data, config: dict, objective: str, batches: int) -> dict
         )
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=train_config.jit_compile)
 
-    batches_list = list(dataset.take(batches + 3))
-    model.fit(dataset.take(3), verbose=0)
-    targets = sum(float(weights.numpy().sum()) for _, _, weights in batches_list[3:])
+    # Warm-up batches trace the step (packed batches vary in rows).
+    warmup = 10
+    batches_list = list(dataset.take(batches + warmup))
+    model.fit(dataset.take(warmup), verbose=0)
+    timed = batches_list[warmup:]
+    targets = sum(float(weights.numpy().sum()) for _, _, weights in timed)
     # Time the same pre-built batches, so input work is not in the figure.
     timed_dataset = tf.data.Dataset.from_generator(
-        lambda: iter(batches_list[3:]),
+        lambda: iter(timed),
         output_signature=dataset.element_spec,
     )
     started = time.monotonic()
     model.fit(timed_dataset, verbose=0)
     seconds = time.monotonic() - started
+    steps_per_epoch = num_batches(windows, cloze)
+    shapes = [
+        (int(x["item_ids"].shape[0]), int(x["item_ids"].shape[1]), int(x["mask_positions"].shape[1]))
+        for x, _, _ in timed
+    ]
     return {
         "objective": objective,
         "batches": batches,
         "batch_size": cloze.batch_size,
-        "num_predictions_per_window": cloze.num_predictions,
+        "batch_shapes": shapes,
+        "mean_rows_per_batch": sum(rows for rows, _, _ in shapes) / len(shapes),
         "seconds_per_batch": seconds / batches,
         "masked_targets": targets,
         "masked_targets_per_second": targets / seconds,
-        "steps_per_epoch": len(windows) // cloze.batch_size,
-        "epoch_seconds_estimate": seconds / batches * (len(windows) // cloze.batch_size),
+        "steps_per_epoch": steps_per_epoch,
+        "epoch_seconds_estimate": seconds / batches * steps_per_epoch,
     }
 
 
@@ -184,19 +193,23 @@ def measure_matmul_rate(size: int = 2048, repeats: int = 20) -> float:
     return 2.0 * size**3 * repeats / seconds / 1e9
 
 
-def full_softmax_step_flops(config: dict, vocabulary_size: int) -> float:
+def full_softmax_step_flops(config: dict, vocabulary_size: int, shape: tuple) -> float:
     """Estimated FLOPs of one full-softmax training step (forward + backward).
 
     Counts the matrix products only: the output projection over the whole
     vocabulary at every prediction slot, and the Transformer blocks over
     every position. Backward is taken as twice forward.
+
+    Args:
+        config: the run's config.json.
+        vocabulary_size: int.
+        shape: `(windows, window length, prediction slots)` of the batch.
     """
-    model, train = config["model"], config["train"]
-    batch = train["batch_size"]
-    length = model["max_len"]
+    model = config["model"]
+    batch, length, slots_per_window = shape
     hidden = model["hidden_size"]
     inner = model["intermediate_size"] or 4 * hidden
-    slots = batch * min(train["max_predictions"], length)
+    slots = batch * slots_per_window
     output = 2.0 * slots * hidden * vocabulary_size
     head_transform = 2.0 * slots * hidden * hidden
     per_token_block = 2.0 * (4 * hidden * hidden + 2 * hidden * inner) + 2.0 * 2 * length * hidden
@@ -262,7 +275,11 @@ def main(argv=None):
         for objective in sorted({config["train"]["objective"], "softmax"})
     }
     matmul = measure_matmul_rate()
-    flops = full_softmax_step_flops(config, data.vocabulary.size)
+    # The mean over the timed batches (packed batches vary in rows).
+    shapes = results["throughput"]["softmax"]["batch_shapes"]
+    flops = sum(
+        full_softmax_step_flops(config, data.vocabulary.size, shape) for shape in shapes
+    ) / len(shapes)
     step_seconds = results["throughput"]["softmax"]["seconds_per_batch"]
     results["arithmetic"] = {
         "matmul_gflops": matmul,

@@ -133,10 +133,13 @@ def main():
         "",
         "## bert4seq and RecBole side by side",
         "",
-        "Throughput is masked targets per second over 30 training batches of "
-        "256 sequences after 3 warm-up batches, counting only real targets "
-        "(not padded prediction slots). Quality is test metrics after the "
-        "same 30-minute wall-clock budget.",
+        f"Throughput is masked targets per second over {ours_throughput['batches']} "
+        f"training batches of {ours_throughput['batch_size']} sequences after "
+        "warm-up batches, counting only real targets (not padded prediction "
+        "slots). The recipe packs several windows into each row of "
+        f"{ours['config']['model']['max_len']} items; RecBole pads every "
+        "sequence to the full length. Quality is test metrics after the same "
+        "30-minute wall-clock budget.",
         "",
         "| system | objective | masked targets/s | s/batch | time per epoch | test HR@10 full | test NDCG@10 full | test HR@10 pop-100 | test NDCG@10 pop-100 |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -192,7 +195,7 @@ def main():
         ),
         "",
         "An epoch is not the same unit in both: bert4seq's recipe epoch is a "
-        "fixed 316 steps over windows that end at every item, and RecBole's "
+        f"fixed {recipe_steps} steps over windows that end at every item, and RecBole's "
         "epoch is one pass over every prefix of every sequence. Compare "
         "targets per second and quality at equal wall time.",
         "",
@@ -200,9 +203,10 @@ def main():
         "",
         f"- Measured float32 matrix-multiply rate (2048 x 2048, TensorFlow): "
         f"{arithmetic['matmul_gflops']:.0f} GFLOP/s.",
-        f"- One full-softmax training step (batch 256, "
+        f"- One full-softmax training step (batch {softmax['batch_size']}, at most "
         f"{ours['config']['train']['max_predictions']} prediction slots per "
-        f"sequence, {ours['config']['model']['hidden_size']} hidden, vocabulary 54,544): "
+        f"sequence, {ours['config']['model']['hidden_size']} hidden, vocabulary 54,544, "
+        f"mean over the {softmax['batches']} timed batches of several lengths): "
         f"{arithmetic['full_softmax_step_gflop']:.1f} GFLOP estimated from the "
         f"matrix products (backward counted as twice forward), "
         f"{arithmetic['full_softmax_step_seconds']:.3f} s measured, so "

@@ -46,9 +46,10 @@ class TrainConfig:
         all_prefixes: Train on a window ending at every item of each
             history (many more windows per epoch) instead of sliding
             windows.
-        length_buckets: Window lengths batches are cut to (`max_len`, then
-            halved), so that short histories carry less padding; 1 pads
-            every window to `max_len`. See `bert4seq.data.cloze.ClozeConfig`.
+        pack_windows: Pack several training windows into each row of
+            `max_len` items (attention stays within a window), so that
+            short histories carry little padding. See
+            `bert4seq.data.cloze.pack_windows`.
         seed: Seed for initialization, shuffling and masking.
         steps_per_epoch: Optimizer steps per epoch; None is one pass over
             the windows. Set it to validate and checkpoint at a fixed step
@@ -58,7 +59,8 @@ class TrainConfig:
             validation NDCG@10; 0 disables early stopping.
         jit_compile: Compile the training step with XLA: True, False or
             "auto" (Keras compiles only when a GPU or TPU is present). On a
-            2-core CPU, XLA made a Beauty training step 1.7x slower.
+            2-core CPU, a Beauty training step took 0.22 s with XLA and
+            0.17 s without.
         time_budget_seconds: Stop at the end of the first epoch past this
             wall time, counted from the start of training; None disables.
         validation_users: Validate on a fixed random subset of this many
@@ -82,7 +84,7 @@ class TrainConfig:
     last_item_prob: float = 0.1
     sliding_step: Optional[int] = None
     all_prefixes: bool = False
-    length_buckets: int = 8
+    pack_windows: bool = False
     seed: int = 0
     steps_per_epoch: Optional[int] = None
     eval_every: int = 1

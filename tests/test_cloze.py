@@ -6,11 +6,11 @@ import tensorflow as tf
 
 from bert4seq.data.cloze import (
     ClozeConfig,
-    bucket_lengths,
     inference_inputs,
     make_cloze_dataset,
     make_windows,
     num_batches,
+    pack_windows,
 )
 from bert4seq.data.vocabulary import MASK_ID, NUM_RESERVED, PAD_ID
 
@@ -46,15 +46,13 @@ def test_masking_invariants(mask_prob, last_item_prob):
         seed=3,
     )
     windows = make_windows(random_sequences(300), config.max_len)
-    for inputs, labels, weights in make_cloze_dataset(windows, config).take(6):
+    for inputs, labels, weights in make_cloze_dataset(windows, config).take(4):
         item_ids = inputs["item_ids"].numpy()
         positions = inputs["mask_positions"].numpy()
         labels = labels.numpy()
         weights = weights.numpy()
-        rows, length = item_ids.shape
-        assert length in bucket_lengths(20, config.length_buckets)
-        assert positions.shape == labels.shape == weights.shape == (rows, min(5, length))
-        for row in range(rows):
+        assert positions.shape == labels.shape == weights.shape == (64, 5)
+        for row in range(64):
             used = weights[row] > 0
             masked = np.flatnonzero(item_ids[row] == MASK_ID)
             # At least one mask, at most the cap, no position twice.
@@ -67,7 +65,7 @@ def test_masking_invariants(mask_prob, last_item_prob):
             original_pad = item_ids[row] == PAD_ID
             assert not np.isin(np.flatnonzero(original_pad), positions[row][used]).any()
             if last_item_prob == 1.0:
-                assert masked.tolist() == [length - 1]
+                assert masked.tolist() == [19]
 
 
 def test_labels_restore_the_window():
@@ -80,37 +78,9 @@ def test_labels_restore_the_window():
         for row in range(len(item_ids)):
             used = weights.numpy()[row] > 0
             item_ids[row, inputs["mask_positions"].numpy()[row][used]] = labels.numpy()[row][used]
-        # Bucketed batches are shorter than max_len: pad them back.
-        padding = np.full((len(item_ids), config.max_len - item_ids.shape[1]), PAD_ID)
-        restored.append(np.concatenate([padding, item_ids], axis=1))
+        restored.append(item_ids)
     restored = np.concatenate(restored)
     assert sorted(map(tuple, restored.tolist())) == sorted(map(tuple, windows.tolist()))
-
-
-def test_buckets_cut_only_padding_and_count_batches():
-    assert bucket_lengths(50, 4) == [7, 13, 25, 50]
-    assert bucket_lengths(50, 8) == [2, 4, 7, 13, 25, 50]
-    assert bucket_lengths(50, 1) == [50]
-    assert bucket_lengths(4, 8) == [2, 4]
-    config = ClozeConfig(max_len=40, mask_prob=0.3, batch_size=16, seed=2)
-    windows = make_windows(random_sequences(500, seed=7, max_length=60), config.max_len)
-    batches = list(make_cloze_dataset(windows, config))
-    assert len(batches) == num_batches(windows, config)
-    lengths = {x["item_ids"].shape[1] for x, _, _ in batches}
-    assert lengths == set(bucket_lengths(40, 8))
-    for inputs, labels, weights in batches:
-        item_ids = inputs["item_ids"].numpy()
-        length = item_ids.shape[1]
-        # Each window is in the shortest bucket that holds all its items.
-        items = np.count_nonzero(item_ids != PAD_ID, axis=1)
-        shorter = [b for b in bucket_lengths(40, 8) if b < length]
-        assert (items <= length).all()
-        if shorter:
-            assert (items > max(shorter)).all()
-    # One bucket pads every window to max_len.
-    single = ClozeConfig(max_len=40, batch_size=16, seed=2, length_buckets=1)
-    shapes = {x["item_ids"].shape[1] for x, _, _ in make_cloze_dataset(windows, single)}
-    assert shapes == {40}
 
 
 def test_masks_change_between_epochs_and_repeat_with_seed():
@@ -152,3 +122,53 @@ def test_all_prefixes_gives_one_window_per_prefix():
     assert windows[4].tolist() == sequence[2:6].tolist()
     assert windows[5].tolist() == [PAD_ID] * 3 + sequence[:1].tolist()
     assert [w[-1] for w in windows[:5]] == sequence[1:].tolist()
+
+
+def test_pack_windows_keeps_every_window_and_its_positions():
+    windows = make_windows(random_sequences(200, seed=9, max_length=12), 16, all_prefixes=True)
+    item_ids, positions, segment_ids = pack_windows(windows, seed=4)
+    assert item_ids.shape == positions.shape == segment_ids.shape
+    assert item_ids.shape[1] == 16
+    # Far fewer rows than windows, since most windows are short.
+    assert len(item_ids) < len(windows) / 2
+    unpacked = []
+    for row in range(len(item_ids)):
+        segments = segment_ids[row]
+        # Windows are numbered 1, 2, ... in order; padding only at the end.
+        used = segments[segments > 0]
+        assert (np.diff(used) >= 0).all() and (segments[len(used):] == 0).all()
+        for segment in np.unique(used):
+            columns = np.flatnonzero(segments == segment)
+            items = item_ids[row, columns]
+            # A window keeps its left-padded positions: the last item at 15.
+            assert positions[row, columns].tolist() == list(range(16 - len(items), 16))
+            unpacked.append(tuple(items.tolist()))
+    expected = [tuple(w[w != PAD_ID].tolist()) for w in windows]
+    assert sorted(unpacked) == sorted(expected)
+
+
+def test_packed_masking_invariants_hold_per_window():
+    config = ClozeConfig(max_len=16, mask_prob=0.15, last_item_prob=0.3, batch_size=64, seed=5, pack=True)
+    windows = make_windows(random_sequences(300, seed=2, max_length=20), 16, all_prefixes=True)
+    saw_last_only = False
+    for inputs, labels, weights in make_cloze_dataset(windows, config).take(3):
+        item_ids = inputs["item_ids"].numpy()
+        segment_ids = inputs["segment_ids"].numpy()
+        positions = inputs["mask_positions"].numpy()
+        assert positions.shape[1] == config.num_predictions == 8
+        for row in range(len(item_ids)):
+            used = weights.numpy()[row] > 0
+            masked = np.flatnonzero(item_ids[row] == MASK_ID)
+            assert sorted(positions[row][used].tolist()) == masked.tolist()
+            assert (segment_ids[row][masked] > 0).all()
+            segments = np.unique(segment_ids[row][segment_ids[row] > 0])
+            if len(segments) * 1 <= config.num_predictions:
+                # Every window has a masked item when the row cap allows it.
+                assert set(segments) <= set(segment_ids[row][masked].tolist())
+            for segment in segments:
+                columns = np.flatnonzero(segment_ids[row] == segment)
+                hits = np.intersect1d(columns, masked)
+                if hits.tolist() == [columns[-1]]:
+                    saw_last_only = True
+    assert saw_last_only
+    assert num_batches(windows, config) == len(list(make_cloze_dataset(windows, config)))

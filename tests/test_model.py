@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert4seq.data.cloze import inference_inputs
+from bert4seq.data.cloze import inference_inputs, make_windows, pack_windows
 from bert4seq.data.vocabulary import NUM_RESERVED
 from bert4seq.losses.sampled_softmax import SampledSoftmax
 from bert4seq.models.bert4rec import BERT4Rec
@@ -93,3 +93,28 @@ def test_sampled_softmax_matches_the_corrected_estimate():
         expected.append(np.log1p(num_negatives / 8 * ratio))
     expected = np.sum(np.array(expected) * weights.reshape(-1)) / weights.sum()
     np.testing.assert_allclose(value, expected, rtol=0.01)
+
+
+def test_packed_rows_encode_each_window_as_alone():
+    model = small_model(max_len=10, dropout=0.0)
+    rng = np.random.default_rng(3)
+    sequences = [rng.integers(NUM_RESERVED, 40, size=size).astype(np.int32) for size in (2, 5, 3, 9, 1, 4)]
+    windows = make_windows(sequences, 10)
+    item_ids, positions, segment_ids = pack_windows(windows, seed=0)
+    assert len(item_ids) < len(windows)
+    packed = model.encoder(item_ids, positions=positions, segment_ids=segment_ids).numpy()
+    alone = model.encoder(windows).numpy()
+    found = 0
+    for row in range(len(item_ids)):
+        for segment in np.unique(segment_ids[row][segment_ids[row] > 0]):
+            columns = np.flatnonzero(segment_ids[row] == segment)
+            items = item_ids[row, columns]
+            match = [
+                w for w in range(len(windows))
+                if windows[w][windows[w] != 0].tolist() == items.tolist()
+            ][0]
+            np.testing.assert_allclose(
+                packed[row, columns], alone[match, 10 - len(columns):], rtol=1e-4, atol=1e-5
+            )
+            found += 1
+    assert found == len(windows)

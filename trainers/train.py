@@ -117,12 +117,11 @@ flags.DEFINE_bool(
     "Train on a window ending at every item of each history instead of "
     "sliding windows (more windows per epoch, each like an inference request).",
 )
-flags.DEFINE_integer(
-    "length_buckets",
-    8,
-    "Most window lengths batches are cut to (max_len, then halved down to "
-    "2), so short histories carry less padding; 1 pads every window to "
-    "max_len.",
+flags.DEFINE_bool(
+    "pack_windows",
+    False,
+    "Pack several training windows into each row of max_len items, each "
+    "attending only to itself, so short histories carry little padding.",
 )
 flags.DEFINE_integer("seed", 0, "Seed for initialization, shuffling and masking.")
 flags.DEFINE_integer(
@@ -194,7 +193,7 @@ def _configure(flag_values):
         max_predictions=flag_values.max_predictions,
         last_item_prob=flag_values.last_item_prob,
         all_prefixes=flag_values.all_prefixes,
-        length_buckets=flag_values.length_buckets,
+        pack_windows=flag_values.pack_windows,
         seed=flag_values.seed,
         steps_per_epoch=flag_values.steps_per_epoch,
         eval_every=flag_values.eval_every,

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert4seq.data.vocabulary import NUM_RESERVED
+from bert4seq.losses.softmax import weighted_mean
 
 # Logit given to a sampled negative that is the row's positive item.
 ACCIDENTAL_HIT_LOGIT = -1e9
@@ -59,7 +60,9 @@ class SampledSoftmax:
         self.cumulative = tf.constant(cumulative, tf.float32)
         self.correction = keras_rs.layers.SamplingProbabilityCorrection()
 
-    def __call__(self, hidden, labels, weights, item_embeddings, item_bias):
+    def __call__(
+        self, hidden, labels, weights, item_embeddings, item_bias, targets_per_row=None
+    ):
         """Computes the loss.
 
         Args:
@@ -69,10 +72,12 @@ class SampledSoftmax:
             weights: float `[batch, num_predictions]`; 0 marks unused slots.
             item_embeddings: float `[vocabulary_size, hidden_size]`.
             item_bias: float `[vocabulary_size]`.
+            targets_per_row: float. See `bert4seq.losses.softmax.weighted_mean`.
 
         Returns:
             A scalar loss averaged over real predictions.
         """
+        rows = tf.shape(hidden)[0]
         hidden_size = tf.shape(hidden)[-1]
         queries = tf.reshape(hidden, [-1, hidden_size])
         positives = tf.reshape(tf.cast(labels, tf.int32), [-1])
@@ -108,7 +113,11 @@ class SampledSoftmax:
         # Cross-entropy with the positive as class 0.
         logits = tf.concat([positive_logits[:, None], negative_logits], axis=1)
         losses = tf.reduce_logsumexp(logits, axis=1) - positive_logits
-        return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        return weighted_mean(
+            tf.reshape(losses, [rows, -1]),
+            tf.reshape(weights, [rows, -1]),
+            targets_per_row,
+        )
 
 
 def popularity_distribution(

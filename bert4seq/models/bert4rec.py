@@ -85,14 +85,25 @@ class BERT4Rec(keras.Model):
         self.vocabulary_size = vocabulary_size
         self.max_len = max_len
         self.objective = None
+        self.targets_per_row = None
 
-    def set_objective(self, objective):
+    def set_objective(self, objective=None, targets_per_row=None):
         """Sets the training objective; None is the full softmax.
 
-        The objective is a callable like `bert4seq.losses.SampledSoftmax`.
-        It is not saved with the model: it matters only for training.
+        Neither setting is saved with the model: they matter only for
+        training.
+
+        Args:
+            objective: a callable like `bert4seq.losses.SampledSoftmax`, or
+                None for the full softmax.
+            targets_per_row: float. The mean number of masked targets per
+                row of a training batch (a window, or a packed row). The training loss is then divided by the
+                expected number of targets of a batch, not by its own count,
+                so that every target weighs the same. See
+                `bert4seq.losses.softmax.weighted_mean`.
         """
         self.objective = objective
+        self.targets_per_row = targets_per_row
 
     def build(self, input_shape=None):
         item_shape = (None, self.max_len)
@@ -101,7 +112,14 @@ class BERT4Rec(keras.Model):
         self.built = True
 
     def call(self, inputs, training=None):
-        sequence = self.encoder(inputs["item_ids"], training=training)
+        # Packed training rows (see bert4seq.data.cloze.pack_windows) carry
+        # positions and segment ids; inference inputs do not.
+        sequence = self.encoder(
+            inputs["item_ids"],
+            training=training,
+            positions=inputs.get("positions"),
+            segment_ids=inputs.get("segment_ids"),
+        )
         if training and self.objective is not None:
             # NOTE: with a sampled objective, training calls return the
             # transformed states, not logits: the objective scores only its
@@ -112,6 +130,7 @@ class BERT4Rec(keras.Model):
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
+        targets_per_row = self.targets_per_row if training else None
         if training and self.objective is not None:
             loss = self.objective(
                 y_pred,
@@ -119,9 +138,10 @@ class BERT4Rec(keras.Model):
                 sample_weight,
                 self.encoder.item_embedding.embeddings,
                 self.head.output_bias,
+                targets_per_row,
             )
         else:
-            loss = masked_softmax_cross_entropy(y, y_pred, sample_weight)
+            loss = masked_softmax_cross_entropy(y, y_pred, sample_weight, targets_per_row)
         return loss + sum(self.losses) if self.losses else loss
 
     def next_item_logits(self, item_ids, training=False):

@@ -106,7 +106,14 @@ class SequenceEncoder(keras.layers.Layer):
             use_philox_dropout(block)
         self.built = True
 
-    def call(self, item_ids, training=None):
+    def call(self, item_ids, training=None, positions=None, segment_ids=None):
+        """Encodes `item_ids` `[batch, length]` into `[batch, length, hidden]`.
+
+        `positions` and `segment_ids` (int `[batch, length]`, both or
+        neither) describe rows that pack several windows, as made by
+        `bert4seq.data.cloze.pack_windows`: each item then attends only to
+        items of its own window and takes the given position embedding.
+        """
         if len(item_ids.shape) != 2:
             raise ValueError(
                 "SequenceEncoder expects item ids of shape [batch, max_len]; "
@@ -118,16 +125,38 @@ class SequenceEncoder(keras.layers.Layer):
                 f"was built for max_len={self.max_len}; keep the last "
                 f"{self.max_len} items."
             )
-        padding_mask = keras.ops.not_equal(item_ids, PAD_ID)
+        if (positions is None) != (segment_ids is None):
+            raise ValueError(
+                "Give both positions and segment_ids (packed rows) or neither; "
+                f"got positions={positions is not None}, "
+                f"segment_ids={segment_ids is not None}."
+            )
         embedded = self.item_embedding(item_ids)
-        # Sequences shorter than max_len are the most recent part of a
-        # left-padded window, so they take the last position embeddings.
-        start = self.max_len - keras.ops.shape(item_ids)[1]
-        hidden = embedded + self.position_embedding(embedded, start_index=start)
+        if segment_ids is None:
+            padding_mask = keras.ops.not_equal(item_ids, PAD_ID)
+            attention_mask = None
+            # Sequences shorter than max_len are the most recent part of a
+            # left-padded window, so they take the last position embeddings.
+            start = self.max_len - keras.ops.shape(item_ids)[1]
+            position_embedded = self.position_embedding(embedded, start_index=start)
+        else:
+            # Items attend within their window; padding (segment 0) attends
+            # to padding only, which keeps its softmax finite.
+            padding_mask = None
+            attention_mask = keras.ops.equal(
+                keras.ops.expand_dims(segment_ids, 2), keras.ops.expand_dims(segment_ids, 1)
+            )
+            position_embedded = self.position_embedding(embedded, positions=positions)
+        hidden = embedded + position_embedded
         hidden = self.embedding_norm(hidden)
         hidden = self.embedding_dropout(hidden, training=training)
         for block in self.blocks:
-            hidden = block(hidden, padding_mask=padding_mask, training=training)
+            hidden = block(
+                hidden,
+                padding_mask=padding_mask,
+                attention_mask=attention_mask,
+                training=training,
+            )
         return hidden
 
     def compute_output_shape(self, input_shape):

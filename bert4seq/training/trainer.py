@@ -13,6 +13,7 @@ from bert4seq.data.cloze import (
     ClozeConfig,
     make_cloze_dataset,
     make_windows,
+    mean_targets_per_row,
     num_batches,
 )
 from bert4seq.data.prepare import PreparedData
@@ -49,7 +50,7 @@ def cloze_config(model_config: ModelConfig, train_config: TrainConfig) -> ClozeC
         last_item_prob=train_config.last_item_prob,
         sliding_step=train_config.sliding_step,
         all_prefixes=train_config.all_prefixes,
-        length_buckets=train_config.length_buckets,
+        pack=train_config.pack_windows,
         batch_size=train_config.batch_size,
         seed=train_config.seed,
     )
@@ -108,17 +109,21 @@ def train(
         train_config.epochs,
     )
 
+    # Every target should weigh the same, however many targets a batch
+    # holds (packed rows vary): the loss is divided by a batch's expected
+    # number of targets.
+    targets_per_row = mean_targets_per_row(dataset)
+    logger.info("Masked targets per batch row: %.2f on average.", targets_per_row)
+
     with strategy.scope():
         model = build_model(data.vocabulary.size, model_config)
+        objective = None
         if train_config.objective == "sampled_softmax":
-            model.set_objective(
-                SampledSoftmax(
-                    popularity_distribution(
-                        data.item_counts(), train_config.sampling_power
-                    ),
-                    train_config.sampled_negatives,
-                )
+            objective = SampledSoftmax(
+                popularity_distribution(data.item_counts(), train_config.sampling_power),
+                train_config.sampled_negatives,
             )
+        model.set_objective(objective, targets_per_row=targets_per_row)
         schedule = WarmupLinearDecay(
             train_config.learning_rate,
             warmup_steps=int(train_config.warmup_ratio * total_steps),
