@@ -203,18 +203,21 @@ def main():
         "",
         f"- Measured float32 matrix-multiply rate (2048 x 2048, TensorFlow): "
         f"{arithmetic['matmul_gflops']:.0f} GFLOP/s.",
-        f"- One full-softmax training step (batch {softmax['batch_size']}, at most "
-        f"{ours['config']['train']['max_predictions']} prediction slots per "
-        f"sequence, {ours['config']['model']['hidden_size']} hidden, vocabulary 54,544, "
-        f"mean over the {softmax['batches']} timed batches of several lengths): "
+        f"- One full-softmax training step (about {softmax['batch_size']} windows "
+        f"packed into {softmax['mean_rows_per_batch']:.0f} rows of "
+        f"{ours['config']['model']['max_len']} items with "
+        f"{softmax['batch_shapes'][0][2]} prediction slots each, "
+        f"{ours['config']['model']['hidden_size']} hidden, vocabulary 54,544; "
+        f"mean over {softmax['batches']} timed batches): "
         f"{arithmetic['full_softmax_step_gflop']:.1f} GFLOP estimated from the "
         f"matrix products (backward counted as twice forward), "
         f"{arithmetic['full_softmax_step_seconds']:.3f} s measured, so "
         f"{arithmetic['full_softmax_achieved_gflops']:.0f} GFLOP/s, "
         f"{100 * arithmetic['share_of_matmul_rate']:.0f}% of the matrix-multiply rate.",
         "- Most of that arithmetic is the output projection over every item at "
-        "every prediction slot, padded slots included; the sampled softmax of "
-        "the recipe scores 1,025 candidates instead of 54,544.",
+        "every prediction slot, unused slots included; the sampled softmax of "
+        f"the recipe scores {ours['config']['train']['sampled_negatives'] + 1:,} "
+        "candidates instead of 54,544.",
         "",
     ]
     if args.note:

@@ -136,7 +136,8 @@ def test_pack_windows_keeps_every_window_and_its_positions():
         segments = segment_ids[row]
         # Windows are numbered 1, 2, ... in order; padding only at the end.
         used = segments[segments > 0]
-        assert (np.diff(used) >= 0).all() and (segments[len(used):] == 0).all()
+        assert (np.diff(used) >= 0).all()
+        assert (segments[len(used):] == 0).all()
         for segment in np.unique(used):
             columns = np.flatnonzero(segments == segment)
             items = item_ids[row, columns]
@@ -162,7 +163,7 @@ def test_packed_masking_invariants_hold_per_window():
             assert sorted(positions[row][used].tolist()) == masked.tolist()
             assert (segment_ids[row][masked] > 0).all()
             segments = np.unique(segment_ids[row][segment_ids[row] > 0])
-            if len(segments) * 1 <= config.num_predictions:
+            if len(segments) <= config.num_predictions:
                 # Every window has a masked item when the row cap allows it.
                 assert set(segments) <= set(segment_ids[row][masked].tolist())
             for segment in segments:

@@ -433,9 +433,9 @@ def make_cloze_dataset(
 def _make_packed_dataset(windows: np.ndarray, config: ClozeConfig, repeat: bool):
     """The `make_cloze_dataset` of `config.pack`: batches of packed rows.
 
-    NOTE: windows are packed once, so the windows that share a row stay
-    together for the whole run; rows are reshuffled and masks redrawn every
-    epoch.
+    NOTE: windows are packed once. The windows that share a row stay
+    together for the whole run, while rows are reshuffled and masks redrawn
+    every epoch.
     """
     item_ids, positions, segment_ids = pack_windows(windows, config.seed)
     rows_per_batch = _rows_per_batch(len(item_ids), len(windows), config)
