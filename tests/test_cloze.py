@@ -124,7 +124,7 @@ def test_all_prefixes_gives_one_window_per_prefix():
     assert [w[-1] for w in windows[:5]] == sequence[1:].tolist()
 
 
-def test_pack_windows_keeps_every_window_and_its_positions():
+def test_packing_keeps_windows_and_positions():
     windows = make_windows(random_sequences(200, seed=9, max_length=12), 16, all_prefixes=True)
     item_ids, positions, segment_ids = pack_windows(windows, seed=4)
     assert item_ids.shape == positions.shape == segment_ids.shape
@@ -148,7 +148,7 @@ def test_pack_windows_keeps_every_window_and_its_positions():
     assert sorted(unpacked) == sorted(expected)
 
 
-def test_packed_masking_invariants_hold_per_window():
+def test_packed_masking_per_window():
     config = ClozeConfig(max_len=16, mask_prob=0.15, last_item_prob=0.3, batch_size=64, seed=5, pack=True)
     windows = make_windows(random_sequences(300, seed=2, max_length=20), 16, all_prefixes=True)
     saw_last_only = False
@@ -156,7 +156,8 @@ def test_packed_masking_invariants_hold_per_window():
         item_ids = inputs["item_ids"].numpy()
         segment_ids = inputs["segment_ids"].numpy()
         positions = inputs["mask_positions"].numpy()
-        assert positions.shape[1] == config.num_predictions == 8
+        assert config.num_predictions == 8
+        assert positions.shape[1] == config.num_predictions
         for row in range(len(item_ids)):
             used = weights.numpy()[row] > 0
             masked = np.flatnonzero(item_ids[row] == MASK_ID)

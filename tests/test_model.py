@@ -18,12 +18,12 @@ def small_model(max_len=12, dropout=0.1):
     return model
 
 
-def test_cut_inputs_score_like_full_length_inputs():
+def test_cut_inputs_score_like_full():
     model = small_model()
     rng = np.random.default_rng(0)
     histories = [rng.integers(NUM_RESERVED, 40, size=size) for size in (1, 3, 4)]
     full = inference_inputs(histories, 12)
-    # The longest input is 4 items plus [MASK]: the last 5 columns hold them.
+    # The longest input is 4 items plus [MASK], so the last 5 columns contain it.
     cut = full[:, -5:]
     np.testing.assert_allclose(
         model.next_item_logits(cut).numpy(),
@@ -37,7 +37,7 @@ def test_cut_inputs_score_like_full_length_inputs():
     )
 
 
-def test_every_dropout_uses_philox_after_save_and_load(tmp_path):
+def test_dropouts_stay_philox_after_loading(tmp_path):
     model = small_model()
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -53,7 +53,7 @@ def test_every_dropout_uses_philox_after_save_and_load(tmp_path):
         assert all(type(layer) is PhiloxDropout for layer in dropouts)
 
 
-def test_philox_dropout_drops_the_rate_and_rescales():
+def test_philox_dropout_rate_and_scale():
     layer = PhiloxDropout(0.25, seed=1)
     inputs = tf.ones((200, 500))
     outputs = layer(inputs, training=True).numpy()
@@ -65,7 +65,7 @@ def test_philox_dropout_drops_the_rate_and_rescales():
     assert np.array_equal(layer(inputs, training=False).numpy(), inputs.numpy())
 
 
-def test_sampled_softmax_matches_the_corrected_estimate():
+def test_sampled_softmax_matches_estimate():
     # Uniform sampling over 8 items: with log-Q correction the loss is
     # log(1 + N / 8 * sum over other items of exp(s_k - s_positive)),
     # and an accidental hit (a negative equal to the positive) counts 0.
@@ -95,7 +95,7 @@ def test_sampled_softmax_matches_the_corrected_estimate():
     np.testing.assert_allclose(value, expected, rtol=0.01)
 
 
-def test_packed_rows_encode_each_window_as_alone():
+def test_packed_rows_encode_windows_alone():
     model = small_model(max_len=10, dropout=0.0)
     rng = np.random.default_rng(3)
     sequences = [rng.integers(NUM_RESERVED, 40, size=size).astype(np.int32) for size in (2, 5, 3, 9, 1, 4)]

@@ -16,12 +16,12 @@ DATA_SUBDIR = "data"
 # Named recipes. A flag given on the command line overrides the preset.
 PRESETS = {
     # The Beauty recipe, chosen on validation NDCG@10 for a 30-minute CPU
-    # budget: windows ending at every item, packed several to a row; a
-    # sampled softmax with 4,096 shared negatives; a high peak learning
-    # rate; validation on 10,000 users every 316 steps. 52 epochs take about
-    # 25 minutes on 2 cores; the time budget is a guard. No early stopping:
-    # validation plateaus while the learning rate is high and rises again as
-    # it decays, and the best epoch's weights are kept anyway.
+    # budget. It packs windows ending at every item several to a row, uses a
+    # sampled softmax with 4,096 shared negatives and a high peak learning
+    # rate, and validates on 10,000 users every 316 steps. 52 epochs take
+    # about 25 minutes on 2 cores, and the time budget is a guard.
+    # Early stopping is off because validation plateaus while the learning
+    # rate is high and rises again as it decays; the best epoch is kept.
     # benchmarks/BENCHMARKS.md has its measured quality and speed.
     "beauty": {
         "max_len": 50,

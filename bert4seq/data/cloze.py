@@ -38,7 +38,7 @@ class ClozeConfig:
         pack: Pack several windows into each row of `max_len` items, each
             window attending only to itself, so that short histories carry
             little padding. `batch_size` still counts windows (on average);
-            a row holds at most `max_len // 2` predictions instead of
+            a row has at most `max_len // 2` predictions instead of
             `max_predictions` per window.
 
     NOTE: packing, not cutting batches to length buckets, is how padding is
@@ -83,7 +83,7 @@ class ClozeConfig:
     def num_predictions(self) -> int:
         """Masked slots per row: the cap, at most the window length.
 
-        A packed row holds several windows and gets `max_len // 2` slots.
+        A packed row contains several windows and gets `max_len // 2` slots.
         """
         if self.pack:
             return max(1, self.max_len // 2)
@@ -322,7 +322,7 @@ def mask_packed_batch(
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
     is_item = item_ids >= NUM_RESERVED
 
-    # One index per (row, window) for segment reductions; padding is window 0.
+    # One index per (row, window) for segment reductions. Padding is window 0.
     windows = tf.range(num_rows)[:, None] * (max_len + 1) + segment_ids
     num_segments = num_rows * (max_len + 1)
     following = tf.concat([segment_ids[:, 1:], tf.zeros([num_rows, 1], tf.int32)], axis=1)
@@ -335,7 +335,7 @@ def mask_packed_batch(
     draw = tf.random.stateless_uniform(shape, seed=seeds[0])
     masked = (draw < config.mask_prob) & is_item
 
-    # Some windows mask only their last item; the draw is read at that item.
+    # Some windows mask only their last item. The draw is read at that item.
     window_draw = tf.random.stateless_uniform(shape, seed=seeds[1])
     last_only = per_window_max(tf.where(is_last, window_draw, -1.0)) < config.last_item_prob
     masked = tf.where(last_only, is_last, masked)
@@ -353,12 +353,12 @@ def mask_packed_batch(
 
 
 def _rows_per_batch(num_rows: int, num_windows: int, config: ClozeConfig) -> int:
-    """Packed rows per batch, so that a batch holds about `batch_size` windows."""
+    """Returns the packed rows per batch that give about `batch_size` windows."""
     return max(1, round(config.batch_size * num_rows / num_windows))
 
 
 def num_batches(windows: np.ndarray, config: ClozeConfig) -> int:
-    """Batches in one pass of `make_cloze_dataset(windows, config)`."""
+    """Returns the number of batches in one pass of `make_cloze_dataset`."""
     if config.pack:
         num_rows = len(pack_windows(windows, config.seed)[0])
         return max(1, num_rows // _rows_per_batch(num_rows, len(windows), config))
@@ -376,7 +376,10 @@ def mean_targets_per_row(dataset: tf.data.Dataset, batches: int = 100) -> float:
         targets += float(tf.reduce_sum(weights))
         rows += int(weights.shape[0])
     if not rows:
-        raise ValueError("The dataset has no batches.")
+        raise ValueError(
+            "The dataset is empty: build it with make_cloze_dataset from at "
+            "least one window."
+        )
     return targets / rows
 
 
@@ -431,7 +434,7 @@ def make_cloze_dataset(
 
 
 def _make_packed_dataset(windows: np.ndarray, config: ClozeConfig, repeat: bool):
-    """The `make_cloze_dataset` of `config.pack`: batches of packed rows.
+    """Builds the `make_cloze_dataset` batches of packed rows (`config.pack`).
 
     NOTE: windows are packed once. The windows that share a row stay
     together for the whole run, while rows are reshuffled and masks redrawn

@@ -93,8 +93,8 @@ class SampledSoftmax:
         bias = tf.cast(item_bias, tf.float32)
 
         # The log-Q correction is applied to the [num_negatives] row and
-        # broadcast, rather than to a [queries, candidates] matrix of
-        # probabilities: same result, one pass fewer over the logits.
+        # broadcast. This gives the same result as a [queries, candidates]
+        # matrix of probabilities with one pass fewer over the logits.
         positive_logits = tf.reduce_sum(
             queries * tf.gather(embeddings, positives), axis=-1
         ) + tf.gather(bias, positives)

@@ -90,8 +90,8 @@ class BERT4Rec(keras.Model):
     def set_objective(self, objective=None, targets_per_row=None):
         """Sets the training objective; None is the full softmax.
 
-        Neither setting is saved with the model: they matter only for
-        training.
+        Neither setting is saved with the model, because both matter only
+        for training.
 
         Args:
             objective: a callable like `bert4seq.losses.SampledSoftmax`, or

@@ -126,10 +126,11 @@ class SequenceEncoder(keras.layers.Layer):
                 f"{self.max_len} items."
             )
         if (positions is None) != (segment_ids is None):
+            missing = "segment_ids" if segment_ids is None else "positions"
             raise ValueError(
-                "Give both positions and segment_ids (packed rows) or neither; "
-                f"got positions={positions is not None}, "
-                f"segment_ids={segment_ids is not None}."
+                f"Packed rows need positions and segment_ids, but {missing} is "
+                "missing. Pass both for packed rows, or neither for left-padded "
+                "windows."
             )
         embedded = self.item_embedding(item_ids)
         if segment_ids is None:
@@ -140,7 +141,7 @@ class SequenceEncoder(keras.layers.Layer):
             start = self.max_len - keras.ops.shape(item_ids)[1]
             position_embedded = self.position_embedding(embedded, start_index=start)
         else:
-            # Items attend within their window; padding (segment 0) attends
+            # Items attend within their window. Padding (segment 0) attends
             # to padding only, which keeps its softmax finite.
             padding_mask = None
             attention_mask = keras.ops.equal(

@@ -109,9 +109,8 @@ def train(
         train_config.epochs,
     )
 
-    # Every target should weigh the same, however many targets a batch
-    # holds (packed rows vary): the loss is divided by a batch's expected
-    # number of targets.
+    # Packed rows vary in their number of targets. Dividing the loss by a
+    # batch's expected number of targets makes every target weigh the same.
     targets_per_row = mean_targets_per_row(dataset)
     logger.info("Masked targets per batch row: %.2f on average.", targets_per_row)
 
