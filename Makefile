@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 DATASET ?= ml-100k
 EPOCHS ?=
+# Where the shared datasets are; see scripts/data_root.sh.
+export DATA_ROOT := $(shell bash scripts/data_root.sh)
 
 .PHONY: setup demo test clean
 

@@ -6,7 +6,7 @@ set -euo pipefail
 
 VENV=${VENV:-.venv}
 DATASET=${DATASET:-ml-100k}
-DATA_ROOT=${DATA_ROOT:-../shared/datasets}
+DATA_ROOT=${DATA_ROOT:-$(bash "$(dirname "$0")/data_root.sh")}
 BIN="$VENV/bin"
 
 case "$DATASET" in

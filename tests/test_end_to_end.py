@@ -23,9 +23,9 @@ from bert4seq.data.vocabulary import NUM_RESERVED
 from bert4seq.export.saved_model import export_saved_model
 from bert4seq.training.trainer import load_model
 from serving.client import PredictionClient, PredictionError
+from shared_data import ML_100K
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ML_100K = os.path.join(ROOT, "..", "shared", "datasets", "ml-100k", "u.data")
 TOP_K = 10
 
 pytestmark = pytest.mark.slow

@@ -9,10 +9,8 @@ import pytest
 from bert4seq.data.prepare import PrepareConfig, PreparedData, prepare
 from bert4seq.data.readers import read_interactions
 from bert4seq.data.vocabulary import MASK_ID, NUM_RESERVED, PAD_ID, Vocabulary
+from shared_data import ML_100K
 
-ML_100K = os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "datasets", "ml-100k", "u.data"
-)
 
 
 @pytest.fixture(scope="module")

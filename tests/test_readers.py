@@ -1,6 +1,5 @@
 """Readers on the real datasets and on malformed input."""
 
-import os
 
 import pytest
 
@@ -10,10 +9,8 @@ from bert4seq.data.readers import (
     detect_format,
     read_interactions,
 )
+from shared_data import BEAUTY, ML_100K
 
-DATASETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets")
-BEAUTY = os.path.join(DATASETS, "beauty", "beauty.txt")
-ML_100K = os.path.join(DATASETS, "ml-100k", "u.data")
 
 
 def write(tmp_path, name, text):

@@ -3,7 +3,6 @@
 Not a timing test: it checks that the documented preset still learns.
 """
 
-import os
 
 import numpy as np
 import pytest
@@ -16,10 +15,8 @@ from bert4seq.evaluation.evaluate import Ranker
 from bert4seq.evaluation.metrics import metrics_from_ranks
 from bert4seq.training.trainer import train
 from trainers.common import PRESETS
+from shared_data import BEAUTY
 
-BEAUTY = os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "datasets", "beauty", "beauty.txt"
-)
 STEPS = 600
 VALIDATION_USERS = 5000
 
